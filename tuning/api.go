@@ -80,3 +80,58 @@ type Pool struct {
 	Name    string
 	Members []PoolMember
 }
+
+// RuleAction is what a matched reply rule does to the egress path.
+type RuleAction uint8
+
+const (
+	ActionSuspend  RuleAction = iota + 1 // stop the path for Duration
+	ActionThrottle                       // set max_message_rate to Rate for Duration
+	ActionBounce                         // bounce the recipient at once (no retry)
+)
+
+// Rule is a KumoMTA-TSA-style reply rule: when replies matching Pattern
+// (regex on the reply text, optional) and Codes (3-digit codes or enhanced
+// codes such as "421" or "4.7.0"; empty = any) occur Trigger times per period
+// ("3/h"; zero = every time) on one path, apply Action for Duration.
+type Rule struct {
+	Name     string
+	Pattern  string
+	Codes    []string
+	Trigger  ThrottleSpec
+	Action   RuleAction
+	Duration time.Duration
+	Rate     ThrottleSpec // for ActionThrottle
+	Provider string       // "" = any site; else only paths of that provider
+}
+
+// BounceRule classifies a permanent failure: the first rule whose Enhanced
+// prefix ("5.1.1", "5.7") and Pattern (regex on text) both match names the class.
+type BounceRule struct {
+	Class    string // invalid-recipient, bad-domain, mailbox-full, policy, rate-limited, other
+	Enhanced string
+	Code     int
+	Pattern  string
+}
+
+// Provider groups sites by MX host suffix (".google.com") for settings,
+// rules and warm-up caps.
+type Provider struct {
+	Name     string
+	MXSuffix []string
+}
+
+// Query names one egress path for Config.Resolve.
+type Query struct {
+	Domain  string
+	MXHosts []string // as resolved, preference order
+	Source  string   // source name ("" = no source layer)
+}
+
+// Field is one effective setting with the layer that set it, for explain.
+type Field struct {
+	Key   string // TOML key, e.g. "connection_limit"
+	Value string // canonical text
+	Layer string // "default", "provider:google", "site:mx.example", "domain:example.com", "source:ip1", or "builtin"
+	Where string // file:line that set it ("" for builtin)
+}
