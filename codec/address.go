@@ -192,6 +192,9 @@ func checkDomain(d string) (int, string) {
 		return len(d), checkLiteral(d)
 	}
 	if !isASCII(d) {
+		if !utf8.ValidString(d) {
+			return 0, "invalid UTF-8 in domain"
+		}
 		a, err := idna.Lookup.ToASCII(d)
 		if err != nil {
 			return 0, "invalid internationalised domain: " + err.Error()
