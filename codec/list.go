@@ -376,8 +376,13 @@ func (lr *ListReader) parse() ([]string, error) {
 	return fields, err
 }
 
+// isBlank reports a line encoding/csv skips: "\n", "\r\n", or a last "\r".
 func isBlank(line []byte) bool {
-	return len(line) == 0 || line[0] == '\n' || (line[0] == '\r' && len(line) > 1 && line[1] == '\n')
+	switch string(line) {
+	case "", "\n", "\r\n", "\r":
+		return true
+	}
+	return false
 }
 
 // Next returns the next good recipient, or io.EOF after the last. Bad and
@@ -401,6 +406,13 @@ func (lr *ListReader) Next() (*Recipient, error) {
 			continue
 		}
 		fields, err := lr.parse()
+		if err == io.EOF {
+			// Nothing but line ends: not a record after all (isBlank
+			// should have caught it).
+			lr.row--
+			lr.stats.Rows--
+			continue
+		}
 		if err == nil && len(fields) != lr.ncols {
 			err = csv.ErrFieldCount
 		}

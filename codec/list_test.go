@@ -112,6 +112,11 @@ func TestListReader(t *testing.T) {
 				`bad 2:4 invalid character 'o' looking for beginning of object key string`,
 			},
 		},
+		{ // fuzz finding: a last lone CR is a blank line, as in encoding/csv
+			"EmAil \n\r",
+			ListOptions{},
+			[]string{},
+		},
 		{ // an over-long line is one bad row
 			"email,n\n" + strings.Repeat("x", MaxRecordLen+10) + "\nb@x.com,1\n",
 			ListOptions{},
