@@ -76,36 +76,57 @@ func ParseEHLO(r Reply) Caps {
 		return c
 	}
 	_, raw := nextLine(r.Raw)
+	var up [20]byte
 	for len(raw) > 0 {
 		var line []byte
 		line, raw = nextLine(raw)
-		line = bytes.TrimLeft(line, " \t")
-		kw, params := line, []byte(nil)
-		if i := bytes.IndexAny(line, " \t="); i >= 0 {
-			kw, params = line[:i], line[i+1:]
+		for len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			line = line[1:]
 		}
-		switch {
-		case eqFold(kw, "PIPELINING"):
+		kw, params := line, []byte(nil)
+		for i, ch := range line {
+			if ch == ' ' || ch == '\t' || ch == '=' {
+				kw, params = line[:i], line[i+1:]
+				break
+			}
+		}
+		switch string(upper(&up, kw)) {
+		case "PIPELINING":
 			c.Pipelining = true
-		case eqFold(kw, "8BITMIME"):
+		case "8BITMIME":
 			c.EightBitMIME = true
-		case eqFold(kw, "SMTPUTF8"):
+		case "SMTPUTF8":
 			c.SMTPUTF8 = true
-		case eqFold(kw, "STARTTLS"):
+		case "STARTTLS":
 			c.StartTLS = true
-		case eqFold(kw, "ENHANCEDSTATUSCODES"):
+		case "ENHANCEDSTATUSCODES":
 			c.EnhancedStatusCodes = true
-		case eqFold(kw, "CHUNKING"):
+		case "CHUNKING":
 			c.Chunking = true
-		case eqFold(kw, "DSN"):
+		case "DSN":
 			c.DSN = true
-		case eqFold(kw, "SIZE"):
+		case "SIZE":
 			c.Size = parseSize(bytes.TrimSpace(params))
-		case eqFold(kw, "AUTH"):
+		case "AUTH":
 			c.Auth |= parseAuth(params)
 		}
 	}
 	return c
+}
+
+// upper returns w in ASCII upper case in buf, or nil when w is longer than
+// buf (no keyword or mechanism we know is).
+func upper(buf *[20]byte, w []byte) []byte {
+	if len(w) > len(buf) {
+		return nil
+	}
+	for i, ch := range w {
+		if ch >= 'a' && ch <= 'z' {
+			ch -= 'a' - 'A'
+		}
+		buf[i] = ch
+	}
+	return buf[:len(w)]
 }
 
 // parseSize reads a decimal size; anything else (or an overflow) is 0.
@@ -125,36 +146,26 @@ func parseSize(p []byte) int64 {
 
 func parseAuth(p []byte) AuthMechs {
 	var m AuthMechs
+	var up [20]byte
 	for len(p) > 0 {
-		var tok []byte
-		if i := bytes.IndexAny(p, " \t"); i >= 0 {
-			tok, p = p[:i], p[i+1:]
-		} else {
-			tok, p = p, nil
+		tok := p
+		for i, ch := range p {
+			if ch == ' ' || ch == '\t' {
+				tok = p[:i]
+				break
+			}
 		}
+		p = p[len(tok):]
+		if len(p) > 0 {
+			p = p[1:]
+		}
+		u := upper(&up, tok)
 		for _, n := range authNames {
-			if eqFold(tok, n.name) {
+			if string(u) == n.name {
 				m |= n.m
 				break
 			}
 		}
 	}
 	return m
-}
-
-// eqFold reports whether b equals the upper-case ASCII word s, ignoring case.
-func eqFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if c >= 'a' && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
