@@ -219,3 +219,23 @@ func TestListReaderReadError(t *testing.T) {
 		t.Fatalf("got %v; want the read error", err)
 	}
 }
+
+func TestHashSet(t *testing.T) {
+	var s hashSet
+	for i := range uint64(5000) {
+		if !s.add(i * 0x9E3779B97F4A7C15) {
+			t.Fatalf("#%d: reported present before insertion", i)
+		}
+	}
+	for i := range uint64(5000) {
+		if s.add(i * 0x9E3779B97F4A7C15) {
+			t.Fatalf("#%d: not found after insertion", i)
+		}
+	}
+	if s.n != 5000 || 4*s.n > 3*len(s.slots) {
+		t.Fatalf("got n=%d slots=%d", s.n, len(s.slots))
+	}
+	if s.add(1) { // 0 (inserted first above) is stored as 1
+		t.Fatal("hash 1 should collide with hash 0")
+	}
+}
