@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -237,5 +238,68 @@ func TestHashSet(t *testing.T) {
 	}
 	if s.add(1) { // 0 (inserted first above) is stored as 1
 		t.Fatal("hash 1 should collide with hash 0")
+	}
+}
+
+// genList is an io.Reader producing a header and n generated rows.
+type genList struct {
+	n, i int
+	buf  []byte
+}
+
+func (g *genList) Read(p []byte) (int, error) {
+	for len(g.buf) < len(p) && g.i <= g.n {
+		if g.i == 0 {
+			g.buf = append(g.buf, "email,name,city\n"...)
+		} else {
+			g.buf = fmt.Appendf(g.buf, "user%d@example.com,\"Name %d\",City\n", g.i, g.i)
+		}
+		g.i++
+	}
+	if len(g.buf) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, g.buf)
+	g.buf = g.buf[:copy(g.buf, g.buf[n:])]
+	return n, nil
+}
+
+// TestListReaderConstantMemory streams rows with the duplicate set off and
+// checks that the live heap does not grow with the number of rows read.
+func TestListReaderConstantMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 60k rows")
+	}
+	lr, err := NewListReader(&genList{n: 60_000}, ListOptions{KeepDuplicates: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	var at10k uint64
+	rows := 0
+	for {
+		_, err := lr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows++; rows == 10_000 {
+			at10k = heap()
+		}
+	}
+	if rows != 60_000 {
+		t.Fatalf("got %d rows; want 60000", rows)
+	}
+	grown := int64(heap()) - int64(at10k)
+	runtime.KeepAlive(lr)
+	if grown > 256<<10 {
+		t.Fatalf("live heap grew by %d bytes over 50k rows", grown)
 	}
 }
