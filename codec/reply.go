@@ -128,7 +128,7 @@ func ParseReply(b []byte) (r Reply, n int, err error) {
 	if len(win) > MaxReplyLen {
 		win = win[:MaxReplyLen]
 	}
-	code := 0
+	code, firstEnd := 0, 0
 	for pos := 0; ; {
 		i := bytes.IndexByte(win[pos:], '\n')
 		if i < 0 {
@@ -144,13 +144,13 @@ func ParseReply(b []byte) (r Reply, n int, err error) {
 			return Reply{}, 0, syntaxError(reason, line)
 		}
 		if code == 0 {
-			code = c
+			code, firstEnd = c, end
 		} else if c != code {
 			return Reply{}, 0, syntaxError("code differs from the reply's first line ("+strconv.Itoa(code)+")", line)
 		}
 		if last {
 			r = Reply{Code: code, Raw: b[:end]}
-			first := trimEOL(b[:bytes.IndexByte(b, '\n')+1])
+			first := trimEOL(b[:firstEnd])
 			if len(first) > 4 {
 				if e, k := scanEnhanced(first[4:]); k > 0 && int(e.Class) == code/100 &&
 					(k+4 == len(first) || first[k+4] == ' ') {

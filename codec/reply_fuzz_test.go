@@ -79,7 +79,7 @@ func FuzzParseReply(f *testing.F) {
 		br := bufio.NewReader(src)
 		code, msg, terr := textproto.NewReader(br).ReadResponse(0)
 		used := len(in) - src.Len() - br.Buffered()
-		if terr == nil && comparable(in[:used]) {
+		if terr == nil && inSubset(in[:used]) {
 			if err != nil || r.Code != code || n != used {
 				t.Fatalf("textproto: %d %q (%d bytes); ParseReply: %d n=%d %v", code, msg, used, r.Code, n, err)
 			}
@@ -101,9 +101,9 @@ func FuzzParseReply(f *testing.F) {
 	})
 }
 
-// comparable reports whether reply (what textproto consumed) is in the
+// inSubset reports whether reply (what textproto consumed) is in the
 // subset where ParseReply must agree; see FuzzParseReply.
-func comparable(reply []byte) bool {
+func inSubset(reply []byte) bool {
 	if len(reply) == 0 || len(reply) > MaxReplyLen || reply[len(reply)-1] != '\n' {
 		return false
 	}
