@@ -104,7 +104,7 @@ type ListStats struct {
 // lines. A bad row (wrong field count, invalid UTF-8, invalid address,
 // invalid attributes JSON, malformed quotes) is reported to OnBadRow with its
 // line and skipped; so is a duplicate (same normalised address as an earlier
-// row, unless KeepDuplicates).
+// row, ignoring ASCII case in the whole address, unless KeepDuplicates).
 //
 // Memory is constant apart from the duplicate set, which holds one 64-bit
 // xxhash per good row: 8 bytes per slot in an open-addressing table kept
@@ -465,9 +465,9 @@ func (lr *ListReader) record(start, row int, fields []string) *Recipient {
 		}
 	}
 	if lr.seen != nil {
-		if !lr.seen.add(xxhash.Sum64String(email)) {
+		if !lr.seen.add(dedupeKey(email)) {
 			lr.stats.Duplicates++
-			lr.report(start, row, "duplicate address "+strconv.Quote(email)+" (an earlier row has the same normalised address)", ErrDuplicate)
+			lr.report(start, row, "duplicate address "+strconv.Quote(email)+" (an earlier row has the same address, ignoring ASCII case)", ErrDuplicate)
 			return nil
 		}
 	}
@@ -509,6 +509,26 @@ func (lr *ListReader) report(line, row int, reason string, err error) {
 	if lr.opts.OnBadRow != nil {
 		lr.opts.OnBadRow(&RowError{Name: lr.opts.Name, Line: line, Row: row, Reason: reason, Err: err})
 	}
+}
+
+// dedupeKey hashes the normalised address with ASCII letters folded to
+// lower case: the local part too. RFC 5321 lets a host treat "Ann" and "ann"
+// as different mailboxes, but for a bulk list two rows differing only in case
+// are, in practice, one person who must not get the message twice; Email
+// keeps the case as written.
+func dedupeKey(email string) uint64 {
+	if !hasUpper(email) || len(email) > MaxAddressLen {
+		return xxhash.Sum64String(email)
+	}
+	var buf [MaxAddressLen]byte
+	for i := range len(email) {
+		c := email[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return xxhash.Sum64(buf[:len(email)])
 }
 
 // hashSet is a set of 64-bit hashes: linear probing over a power-of-two
