@@ -84,8 +84,8 @@ func checkAddress(addr string, smtputf8 bool) string {
 	return ""
 }
 
-// atext is RFC 5321 atext: ALPHA / DIGIT / "!#$%&'*+-/=?^_`{|}~".
-var atext = func() (t [256]bool) {
+// atextTable marks RFC 5321 atext: ALPHA / DIGIT / "!#$%&'*+-/=?^_`{|}~".
+var atextTable = func() (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c], t[c-'a'+'A'] = true, true
 	}
@@ -114,7 +114,7 @@ func checkLocal(local string, smtputf8 bool) string {
 	for i := 0; i < len(local); {
 		c := local[i]
 		switch {
-		case atext[c]:
+		case atextTable[c]:
 			i++
 		case c == '.':
 			if local[i+1] == '.' {
@@ -122,7 +122,7 @@ func checkLocal(local string, smtputf8 bool) string {
 			}
 			i++
 		case c >= utf8.RuneSelf:
-			n, reason := checkUTF8(local[i:], smtputf8)
+			n, reason := checkLocalRune(local[i:], smtputf8)
 			if reason != "" {
 				return reason
 			}
@@ -156,7 +156,7 @@ func checkQuoted(q string, smtputf8 bool) string {
 		case c >= ' ' && c <= '~':
 			i++
 		case c >= utf8.RuneSelf:
-			n, reason := checkUTF8(q[i:], smtputf8)
+			n, reason := checkLocalRune(q[i:], smtputf8)
 			if reason != "" {
 				return reason
 			}
@@ -168,8 +168,8 @@ func checkQuoted(q string, smtputf8 bool) string {
 	return ""
 }
 
-// checkUTF8 checks the non-ASCII rune at the start of s.
-func checkUTF8(s string, smtputf8 bool) (int, string) {
+// checkLocalRune checks the non-ASCII rune at the start of s.
+func checkLocalRune(s string, smtputf8 bool) (int, string) {
 	r, n := utf8.DecodeRuneInString(s)
 	switch {
 	case r == utf8.RuneError && n <= 1:
@@ -191,7 +191,7 @@ func checkDomain(d string) (int, string) {
 	if d[0] == '[' {
 		return len(d), checkLiteral(d)
 	}
-	if !isASCII(d) {
+	if !asciiOnly(d) {
 		if !utf8.ValidString(d) {
 			return 0, "invalid UTF-8 in domain"
 		}
@@ -258,7 +258,7 @@ func checkLiteral(d string) string {
 	return ""
 }
 
-func isASCII(s string) bool {
+func asciiOnly(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return false
@@ -280,7 +280,7 @@ func SplitAddress(addr string) (local, domain string) {
 // NeedsSMTPUTF8 reports whether addr holds non-ASCII bytes, so that it can go
 // on the wire only to a server announcing SMTPUTF8 (RFC 6531). After
 // NormalizeAddress only a UTF-8 local part can make this true.
-func NeedsSMTPUTF8(addr string) bool { return !isASCII(addr) }
+func NeedsSMTPUTF8(addr string) bool { return !asciiOnly(addr) }
 
 // NormalizeAddress returns addr in the form spate sends and de-duplicates:
 // surrounding white space trimmed, the domain lower-cased (an IDN domain
@@ -299,14 +299,14 @@ func normalizeAddress(addr string, smtputf8 bool) (string, error) {
 	if at := len(local); at < len(a) && domain != "" {
 		switch {
 		case domain[0] == '[':
-			if len(domain) > 6 && strings.EqualFold(domain[1:6], "IPv6:") && (domain[1:6] != "IPv6:" || hasUpper(domain[6:])) {
+			if len(domain) > 6 && strings.EqualFold(domain[1:6], "IPv6:") && (domain[1:6] != "IPv6:" || hasUpperASCII(domain[6:])) {
 				a = local + "@[IPv6:" + strings.ToLower(domain[6:])
 			}
-		case !isASCII(domain):
+		case !asciiOnly(domain):
 			if d, err := idna.Lookup.ToASCII(domain); err == nil {
 				a = local + "@" + d
 			}
-		case hasUpper(domain):
+		case hasUpperASCII(domain):
 			a = local + "@" + strings.ToLower(domain)
 		}
 	}
@@ -316,7 +316,7 @@ func normalizeAddress(addr string, smtputf8 bool) (string, error) {
 	return a, nil
 }
 
-func hasUpper(s string) bool {
+func hasUpperASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 'A' && s[i] <= 'Z' {
 			return true

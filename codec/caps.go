@@ -75,11 +75,11 @@ func ParseEHLO(r Reply) Caps {
 	if r.Class() != 2 {
 		return c
 	}
-	_, raw := nextLine(r.Raw)
+	_, raw := nextReplyLine(r.Raw)
 	var up [20]byte
 	for len(raw) > 0 {
 		var line []byte
-		line, raw = nextLine(raw)
+		line, raw = nextReplyLine(raw)
 		for len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 			line = line[1:]
 		}
@@ -90,7 +90,7 @@ func ParseEHLO(r Reply) Caps {
 				break
 			}
 		}
-		switch string(upper(&up, kw)) {
+		switch string(upperWord(&up, kw)) {
 		case "PIPELINING":
 			c.Pipelining = true
 		case "8BITMIME":
@@ -106,7 +106,7 @@ func ParseEHLO(r Reply) Caps {
 		case "DSN":
 			c.DSN = true
 		case "SIZE":
-			c.Size = parseSize(bytes.TrimSpace(params))
+			c.Size = parseSizeParam(bytes.TrimSpace(params))
 		case "AUTH":
 			c.Auth |= parseAuth(params)
 		}
@@ -114,9 +114,9 @@ func ParseEHLO(r Reply) Caps {
 	return c
 }
 
-// upper returns w in ASCII upper case in buf, or nil when w is longer than
+// upperWord returns w in ASCII upper case in buf, or nil when w is longer than
 // buf (no keyword or mechanism we know is).
-func upper(buf *[20]byte, w []byte) []byte {
+func upperWord(buf *[20]byte, w []byte) []byte {
 	if len(w) > len(buf) {
 		return nil
 	}
@@ -129,8 +129,8 @@ func upper(buf *[20]byte, w []byte) []byte {
 	return buf[:len(w)]
 }
 
-// parseSize reads a decimal size; anything else (or an overflow) is 0.
-func parseSize(p []byte) int64 {
+// parseSizeParam reads a decimal size; anything else (or an overflow) is 0.
+func parseSizeParam(p []byte) int64 {
 	if len(p) == 0 || len(p) > 18 {
 		return 0
 	}
@@ -159,7 +159,7 @@ func parseAuth(p []byte) AuthMechs {
 		if len(p) > 0 {
 			p = p[1:]
 		}
-		u := upper(&up, tok)
+		u := upperWord(&up, tok)
 		for _, n := range authNames {
 			if string(u) == n.name {
 				m |= n.m

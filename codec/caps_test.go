@@ -14,7 +14,7 @@ const ehloReply = "250-mx.example.com Hello client.example.net [192.0.2.7]\r\n" 
 	"250-STARTTLS\r\n" +
 	"250 SMTPUTF8\r\n"
 
-func mustReply(t testing.TB, s string) Reply {
+func mustParseReply(t testing.TB, s string) Reply {
 	t.Helper()
 	r, _, err := ParseReply([]byte(s))
 	if err != nil {
@@ -43,7 +43,7 @@ func TestParseEHLO(t *testing.T) {
 		{"250-mx\r\n250-\r\n250 CHUNKING\r\n", Caps{Chunking: true}},
 	}
 	for i, tt := range tests {
-		got := ParseEHLO(mustReply(t, tt.in))
+		got := ParseEHLO(mustParseReply(t, tt.in))
 		if got != tt.want {
 			t.Errorf("#%d: got %+v; want %+v", i, got, tt.want)
 		}
@@ -51,7 +51,7 @@ func TestParseEHLO(t *testing.T) {
 }
 
 func TestParseEHLOAllocs(t *testing.T) {
-	r := mustReply(t, ehloReply)
+	r := mustParseReply(t, ehloReply)
 	allocs := testing.AllocsPerRun(100, func() { _ = ParseEHLO(r) })
 	if allocs != 0 {
 		t.Fatalf("got %v allocs; want 0", allocs)

@@ -72,7 +72,7 @@ func AppendStartTLS(dst []byte) []byte { return append(dst, "STARTTLS\r\n"...) }
 // identity is usually "" (act as user).
 func AppendAuthPlain(dst []byte, identity, user, pass string) []byte {
 	dst = append(dst, "AUTH PLAIN "...)
-	var w b64Writer
+	var w base64Appender
 	w.dst = dst
 	w.writeString(identity)
 	w.writeByte(0)
@@ -88,22 +88,22 @@ func AppendAuthLogin(dst []byte) []byte { return append(dst, "AUTH LOGIN\r\n"...
 
 // AppendBase64Line appends base64(s) and CRLF: a SASL response line.
 func AppendBase64Line(dst []byte, s string) []byte {
-	var w b64Writer
+	var w base64Appender
 	w.dst = dst
 	w.writeString(s)
 	return append(w.flush(), "\r\n"...)
 }
 
-// b64Writer base64-encodes a stream of pieces straight into dst without
+// base64Appender base64-encodes a stream of pieces straight into dst without
 // concatenating them first: it buffers up to 48 bytes (a multiple of 3, so
 // only the final chunk is padded).
-type b64Writer struct {
+type base64Appender struct {
 	dst []byte
 	buf [48]byte
 	n   int
 }
 
-func (w *b64Writer) writeByte(c byte) {
+func (w *base64Appender) writeByte(c byte) {
 	if w.n == len(w.buf) {
 		w.dst = base64.StdEncoding.AppendEncode(w.dst, w.buf[:])
 		w.n = 0
@@ -112,7 +112,7 @@ func (w *b64Writer) writeByte(c byte) {
 	w.n++
 }
 
-func (w *b64Writer) writeString(s string) {
+func (w *base64Appender) writeString(s string) {
 	for len(s) > 0 {
 		if w.n == len(w.buf) {
 			w.dst = base64.StdEncoding.AppendEncode(w.dst, w.buf[:])
@@ -124,6 +124,6 @@ func (w *b64Writer) writeString(s string) {
 	}
 }
 
-func (w *b64Writer) flush() []byte {
+func (w *base64Appender) flush() []byte {
 	return base64.StdEncoding.AppendEncode(w.dst, w.buf[:w.n])
 }

@@ -9,9 +9,9 @@ import (
 	"testing"
 )
 
-// readList reads a whole list and returns a compact transcript: one entry
+// readWholeList reads a whole list and returns a compact transcript: one entry
 // per good row "row:line email [values]" and per bad row "bad row:line: reason".
-func readList(t *testing.T, in string, opts ListOptions) (got []string, lr *ListReader) {
+func readWholeList(t *testing.T, in string, opts ListOptions) (got []string, lr *ListReader) {
 	t.Helper()
 	opts.OnBadRow = func(e *RowError) {
 		got = append(got, fmt.Sprintf("bad %d:%d %v", e.Row, e.Line, e.Err))
@@ -130,7 +130,7 @@ func TestListReader(t *testing.T) {
 		},
 	}
 	for i, tt := range tests {
-		got, _ := readList(t, tt.in, tt.opts)
+		got, _ := readWholeList(t, tt.in, tt.opts)
 		if tt.want == nil {
 			if len(got) < 2 || got[0] != "bad 0:2 codec: record too long" || !strings.Contains(got[len(got)-1], "b@x.com") {
 				t.Errorf("#%d: got %q", i, got)
@@ -196,10 +196,10 @@ func TestListReaderColumnsAndRowError(t *testing.T) {
 	}
 }
 
-// errReader fails after its data.
-type errReader struct{ s string }
+// failingReader fails after its data.
+type failingReader struct{ s string }
 
-func (r *errReader) Read(p []byte) (int, error) {
+func (r *failingReader) Read(p []byte) (int, error) {
 	if r.s == "" {
 		return 0, errors.New("disk on fire")
 	}
@@ -209,7 +209,7 @@ func (r *errReader) Read(p []byte) (int, error) {
 }
 
 func TestListReaderReadError(t *testing.T) {
-	lr, err := NewListReader(&errReader{"email\na@x.com\n"}, ListOptions{})
+	lr, err := NewListReader(&failingReader{"email\na@x.com\n"}, ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +221,8 @@ func TestListReaderReadError(t *testing.T) {
 	}
 }
 
-func TestHashSet(t *testing.T) {
-	var s hashSet
+func TestDedupeSet(t *testing.T) {
+	var s dedupeSet
 	for i := range uint64(5000) {
 		if !s.add(i * 0x9E3779B97F4A7C15) {
 			t.Fatalf("#%d: reported present before insertion", i)
@@ -241,13 +241,13 @@ func TestHashSet(t *testing.T) {
 	}
 }
 
-// genList is an io.Reader producing a header and n generated rows.
-type genList struct {
+// genListReader is an io.Reader producing a header and n generated rows.
+type genListReader struct {
 	n, i int
 	buf  []byte
 }
 
-func (g *genList) Read(p []byte) (int, error) {
+func (g *genListReader) Read(p []byte) (int, error) {
 	for len(g.buf) < len(p) && g.i <= g.n {
 		if g.i == 0 {
 			g.buf = append(g.buf, "email,name,city\n"...)
@@ -270,7 +270,7 @@ func TestListReaderConstantMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("streams 60k rows")
 	}
-	lr, err := NewListReader(&genList{n: 60_000}, ListOptions{KeepDuplicates: true})
+	lr, err := NewListReader(&genListReader{n: 60_000}, ListOptions{KeepDuplicates: true})
 	if err != nil {
 		t.Fatal(err)
 	}

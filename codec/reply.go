@@ -80,17 +80,17 @@ func scanEnhanced[T string | []byte](s T) (e EnhancedCode, n int) {
 	e.Class = int16(s[0] - '0')
 	i := 2
 	var ok bool
-	if e.Subject, i, ok = scanNum(s, i); !ok || i >= len(s) || s[i] != '.' {
+	if e.Subject, i, ok = scanEnhancedNum(s, i); !ok || i >= len(s) || s[i] != '.' {
 		return EnhancedCode{}, 0
 	}
-	if e.Detail, i, ok = scanNum(s, i+1); !ok {
+	if e.Detail, i, ok = scanEnhancedNum(s, i+1); !ok {
 		return EnhancedCode{}, 0
 	}
 	return e, i
 }
 
-// scanNum reads 1 to 3 decimal digits at s[i:].
-func scanNum[T string | []byte](s T, i int) (v int16, j int, ok bool) {
+// scanEnhancedNum reads 1 to 3 decimal digits at s[i:].
+func scanEnhancedNum[T string | []byte](s T, i int) (v int16, j int, ok bool) {
 	for j = i; j < len(s) && j-i < 4 && s[j] >= '0' && s[j] <= '9'; j++ {
 		v = v*10 + int16(s[j]-'0')
 	}
@@ -138,19 +138,19 @@ func ParseReply(b []byte) (r Reply, n int, err error) {
 			return Reply{}, 0, ErrIncomplete
 		}
 		end := pos + i + 1
-		line := trimEOL(win[pos:end])
+		line := trimLineEnd(win[pos:end])
 		c, last, reason := parseLineHead(line)
 		if reason != "" {
-			return Reply{}, 0, syntaxError(reason, line)
+			return Reply{}, 0, newSyntaxError(reason, line)
 		}
 		if code == 0 {
 			code, firstEnd = c, end
 		} else if c != code {
-			return Reply{}, 0, syntaxError("code differs from the reply's first line ("+strconv.Itoa(code)+")", line)
+			return Reply{}, 0, newSyntaxError("code differs from the reply's first line ("+strconv.Itoa(code)+")", line)
 		}
 		if last {
 			r = Reply{Code: code, Raw: b[:end]}
-			first := trimEOL(b[:firstEnd])
+			first := trimLineEnd(b[:firstEnd])
 			if len(first) > 4 {
 				if e, k := scanEnhanced(first[4:]); k > 0 && int(e.Class) == code/100 &&
 					(k+4 == len(first) || first[k+4] == ' ') {
@@ -189,12 +189,12 @@ func parseLineHead(line []byte) (code int, last bool, reason string) {
 	return 0, false, "reply code not followed by space or hyphen"
 }
 
-func syntaxError(reason string, line []byte) *SyntaxError {
+func newSyntaxError(reason string, line []byte) *SyntaxError {
 	return &SyntaxError{Reason: reason, Line: bytes.Clone(line)}
 }
 
-// trimEOL removes a trailing LF and then one CR.
-func trimEOL(l []byte) []byte {
+// trimLineEnd removes a trailing LF and then one CR.
+func trimLineEnd(l []byte) []byte {
 	if n := len(l); n > 0 && l[n-1] == '\n' {
 		l = l[:n-1]
 		if n := len(l); n > 0 && l[n-1] == '\r' {
@@ -204,14 +204,14 @@ func trimEOL(l []byte) []byte {
 	return l
 }
 
-// nextLine splits the first line off raw (a Reply's Raw) and returns its
+// nextReplyLine splits the first line off raw (a Reply's Raw) and returns its
 // text after the code and separator, and the rest.
-func nextLine(raw []byte) (text, rest []byte) {
+func nextReplyLine(raw []byte) (text, rest []byte) {
 	i := bytes.IndexByte(raw, '\n')
 	if i < 0 {
 		i = len(raw) - 1
 	}
-	line := trimEOL(raw[:i+1])
+	line := trimLineEnd(raw[:i+1])
 	if len(line) > 4 {
 		text = line[4:]
 	} else {
@@ -243,7 +243,7 @@ func (r Reply) Permanent() bool { return r.Code >= 500 && r.Code < 600 }
 func (r Reply) Lines(yield func(text []byte) bool) {
 	for raw := r.Raw; len(raw) > 0; {
 		var text []byte
-		text, raw = nextLine(raw)
+		text, raw = nextReplyLine(raw)
 		if !yield(r.stripEnhanced(text)) {
 			return
 		}

@@ -86,7 +86,7 @@ func FuzzParseReply(f *testing.F) {
 			var texts []string
 			for raw := r.Raw; len(raw) > 0; {
 				var text []byte
-				text, raw = nextLine(raw)
+				text, raw = nextReplyLine(raw)
 				texts = append(texts, string(text))
 			}
 			if got := strings.Join(texts, "\n"); got != msg {
@@ -110,7 +110,7 @@ func inSubset(reply []byte) bool {
 	lines := bytes.SplitAfter(reply, []byte{'\n'})
 	lines = lines[:len(lines)-1] // the empty piece after the last LF
 	for i, l := range lines {
-		l = trimEOL(l)
+		l = trimLineEnd(l)
 		if len(l) < 4 || !bytes.Equal(l[:3], lines[0][:3]) || l[0] < '2' || l[0] > '5' ||
 			l[1] < '0' || l[1] > '9' || l[2] < '0' || l[2] > '9' {
 			return false
@@ -124,7 +124,7 @@ func inSubset(reply []byte) bool {
 
 func hasBareCode(raw []byte) bool {
 	for _, l := range bytes.SplitAfter(raw, []byte{'\n'}) {
-		if len(trimEOL(l)) == 3 {
+		if len(trimLineEnd(l)) == 3 {
 			return true
 		}
 	}

@@ -82,7 +82,7 @@ func TestParseReplyErrors(t *testing.T) {
 		case errors.As(err, &se):
 			got = se.Reason
 		default:
-			got = "unexpected " + errString(err)
+			got = "unexpected " + errText(err)
 		}
 		if got != tt.want || n != 0 {
 			t.Errorf("#%d: %.40q: got %q n=%d; want %q", i, tt.in, got, n, tt.want)
@@ -90,7 +90,7 @@ func TestParseReplyErrors(t *testing.T) {
 	}
 }
 
-func errString(err error) string {
+func errText(err error) string {
 	if err == nil {
 		return "nil"
 	}

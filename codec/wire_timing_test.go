@@ -43,7 +43,7 @@ func BenchmarkParseReplyEHLOTextproto(b *testing.B) {
 // ReadResponse into a keyword map).
 
 func BenchmarkParseEHLO(b *testing.B) {
-	r := mustReply(b, ehloReply)
+	r := mustParseReply(b, ehloReply)
 	b.ReportAllocs()
 	for b.Loop() {
 		if c := ParseEHLO(r); !c.Pipelining {
