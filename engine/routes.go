@@ -89,7 +89,7 @@ func parseRouteAddr(s string) (netip.AddrPort, error) {
 // Add adds a route for pattern (see Routes). Errors wrap ErrRoute: an invalid
 // pattern or address, or a pattern that is already in the table.
 func (rt *Routes) Add(pattern string, addr netip.AddrPort) error {
-	p := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(pattern)), ".")
+	p := strings.ToLower(strings.TrimSpace(pattern))
 	if !addr.IsValid() || addr.Port() == 0 {
 		return fmt.Errorf("%w: %q: invalid address %v", ErrRoute, pattern, addr)
 	}
@@ -103,10 +103,12 @@ func (rt *Routes) Add(pattern string, addr netip.AddrPort) error {
 		}
 		rt.catchAll = newRoute(addr)
 	case strings.HasPrefix(p, "*."):
-		suf := p[1:]
-		if err := checkRouteDomain(suf[1:]); err != nil {
+		dom := strings.TrimSuffix(p[2:], ".")
+		if err := checkRouteDomain(dom); err != nil {
 			return fmt.Errorf("%w: %q: %v", ErrRoute, pattern, err)
 		}
+		suf := "." + dom
+		p = "*" + suf
 		if _, dup := rt.suffix[suf]; dup {
 			return fmt.Errorf("%w: duplicate pattern %q", ErrRoute, p)
 		}
@@ -115,6 +117,7 @@ func (rt *Routes) Add(pattern string, addr netip.AddrPort) error {
 		}
 		rt.suffix[suf] = newRoute(addr)
 	default:
+		p = strings.TrimSuffix(p, ".")
 		if err := checkRouteDomain(p); err != nil {
 			return fmt.Errorf("%w: %q: %v", ErrRoute, pattern, err)
 		}
