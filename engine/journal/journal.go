@@ -12,9 +12,9 @@
 //
 // Durability contract: a record is on stable storage once a Sync that began
 // after its Append returned has returned nil (or after Close returned nil).
-// Records merely Appended are written within Options.SyncInterval but may be
-// lost by a crash of the machine (not of the process: a killed process loses
-// nothing that the flusher had written).
+// Without Sync, a record reaches the kernel (and so survives kill -9 of the
+// process) within Options.WriteInterval, about 1 ms, and stable storage (it
+// survives a crash of the machine) within Options.SyncInterval, about 20 ms.
 package journal
 
 import (
@@ -81,11 +81,15 @@ type Options struct {
 	// Truncate starts a new journal, discarding any existing file at path.
 	// Without it an existing journal is continued after its last whole record.
 	Truncate bool
-	// SyncInterval is how long the flusher gathers records after the first
-	// one of a group before it writes and fsyncs them (default 20 ms).
+	// WriteInterval is how long a record may wait in memory before the
+	// flusher writes it (with the others that arrived meanwhile) to the
+	// file: what a killed process can lose (default 1 ms).
+	WriteInterval time.Duration
+	// SyncInterval is how long written records may wait for their fsync:
+	// the group-commit window, what a machine crash can lose (default 20 ms).
 	SyncInterval time.Duration
 	// MaxBatch makes the flusher write at once when this many records wait
-	// (default 1024).
+	// in memory, and fsync at once when this many wait for it (default 1024).
 	MaxBatch int
 	// MaxPending makes Append block (back-pressure from a slow disk) while
 	// this many records wait to be written (default 64 × MaxBatch).
@@ -95,9 +99,11 @@ type Options struct {
 // Stats are counters for tests, benchmarks and the operator display.
 type Stats struct {
 	Appended  uint64 // records accepted by Append since Open
+	Written   uint64 // of which written to the file
 	Synced    uint64 // of which written and fsynced
-	Syncs     uint64 // fsync calls (groups)
-	MaxGroup  int    // largest group written by one fsync, in records
+	Writes    uint64 // write calls
+	Syncs     uint64 // fsync calls (commit groups)
+	MaxGroup  int    // largest group committed by one fsync, in records
 	Recovered int    // whole records found in the file by Open
 	Dropped   int64  // bytes of torn tail that Open truncated
 }
@@ -107,7 +113,8 @@ type Stats struct {
 type Journal struct {
 	f        *os.File
 	path     string
-	interval time.Duration
+	writeInt time.Duration
+	syncInt  time.Duration
 	batch    int // bytes
 	pending  int // bytes
 
@@ -120,8 +127,9 @@ type Journal struct {
 	buf      []byte    // encoded records not yet handed to the flusher
 	spare    []byte
 	appended uint64
+	written  uint64
 	synced   uint64
-	urgent   bool
+	urgent   bool // a Sync waits: write and fsync now
 	closed   bool
 	err      error // sticky write or fsync error
 	stats    Stats
@@ -134,6 +142,9 @@ type Journal struct {
 // continues after the last whole record. The file is locked against a second
 // writer process (ErrLocked).
 func Open(path string, opts Options) (*Journal, error) {
+	if opts.WriteInterval <= 0 {
+		opts.WriteInterval = time.Millisecond
+	}
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = 20 * time.Millisecond
 	}
@@ -159,7 +170,7 @@ func Open(path string, opts Options) (*Journal, error) {
 		return nil, fmt.Errorf("journal: lock %s: %w", path, err)
 	}
 	j := &Journal{
-		f: f, path: path, interval: opts.SyncInterval,
+		f: f, path: path, writeInt: opts.WriteInterval, syncInt: opts.SyncInterval,
 		batch: opts.MaxBatch * RecordSize, pending: opts.MaxPending * RecordSize,
 		wake: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{}),
 		buf:   make([]byte, 0, opts.MaxBatch*RecordSize),
@@ -244,7 +255,6 @@ func (j *Journal) Append(r Record) error {
 	}
 	j.mu.Lock()
 	for len(j.buf) >= j.pending && j.err == nil && !j.closed {
-		j.urgent = true
 		j.signal()
 		j.cond.Wait()
 	}
@@ -259,10 +269,7 @@ func (j *Journal) Append(r Record) error {
 	first := len(j.buf) == 0
 	j.buf = appendRecord(j.buf, &r)
 	j.appended++
-	full := len(j.buf) >= j.batch
-	if full {
-		j.urgent = true
-	}
+	full := len(j.buf) == j.batch
 	j.mu.Unlock()
 	if first || full {
 		j.signal()
@@ -312,7 +319,7 @@ func (j *Journal) Stats() Stats {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	s := j.stats
-	s.Appended, s.Synced = j.appended, j.synced
+	s.Appended, s.Written, s.Synced = j.appended, j.written, j.synced
 	return s
 }
 
@@ -327,79 +334,106 @@ func (j *Journal) signal() {
 	}
 }
 
-// run is the flusher goroutine: it waits for a first record, gathers more for
-// up to SyncInterval (less if a batch fills or someone Syncs), then writes the
-// group with one write and one fsync.
+// run is the flusher goroutine. It writes what Append buffered at most
+// WriteInterval after the first record of a batch (at once when MaxBatch
+// records wait, a Sync waits, or on Close), and fsyncs what it wrote at most
+// SyncInterval after the first unsynced write (at once when MaxBatch records
+// wait for it, a Sync waits, or on Close). Appends continue into the other
+// buffer while it writes.
 func (j *Journal) run() {
 	defer close(j.exited)
-	timer := time.NewTimer(time.Hour)
+	var (
+		timer             = time.NewTimer(time.Hour)
+		writeDue, syncDue time.Time // zero: nothing waiting
+		closing           bool
+	)
 	timer.Stop()
 	for {
+		if next := earliest(writeDue, syncDue); !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
 		select {
 		case <-j.wake:
+		case <-timer.C:
 		case <-j.done:
-			j.flush()
-			return
+			closing = true
 		}
+		timer.Stop()
+		now := time.Now()
+
 		j.mu.Lock()
-		urgent := j.urgent
-		j.mu.Unlock()
-		if !urgent {
-			timer.Reset(j.interval)
-		gather:
-			for {
-				select {
-				case <-timer.C:
-					break gather
-				case <-j.done:
-					break gather
-				case <-j.wake:
-					j.mu.Lock()
-					urgent = j.urgent
-					j.mu.Unlock()
-					if urgent {
-						break gather
-					}
-				}
+		urgent := j.urgent || closing
+		j.urgent = false
+		var group []byte
+		var seq uint64
+		if len(j.buf) > 0 && j.err == nil {
+			if writeDue.IsZero() {
+				writeDue = now.Add(j.writeInt)
 			}
-			timer.Stop()
+			if urgent || len(j.buf) >= j.batch || !now.Before(writeDue) {
+				group, seq = j.buf, j.appended
+				j.buf = j.spare[:0]
+				j.spare = nil
+			}
 		}
-		j.flush()
+		j.mu.Unlock()
+
+		var err error
+		if group != nil {
+			writeDue = time.Time{}
+			if syncDue.IsZero() {
+				syncDue = now.Add(j.syncInt)
+			}
+			_, err = j.f.Write(group)
+			j.mu.Lock()
+			if err == nil {
+				j.written = seq
+				j.stats.Writes++
+			}
+			j.spare = group[:0]
+			j.cond.Broadcast() // back-pressure: room again
+			j.mu.Unlock()
+		}
+
+		j.mu.Lock()
+		unsynced := int(j.written - j.synced)
+		j.mu.Unlock()
+		if err == nil && unsynced > 0 && (urgent || unsynced*RecordSize >= j.batch || !now.Before(syncDue)) {
+			syncDue = time.Time{}
+			if err = syncData(j.f); err == nil {
+				j.mu.Lock()
+				j.synced += uint64(unsynced)
+				j.stats.Syncs++
+				j.stats.MaxGroup = max(j.stats.MaxGroup, unsynced)
+				j.cond.Broadcast()
+				j.mu.Unlock()
+			}
+		}
+		if err != nil {
+			j.mu.Lock()
+			if j.err == nil {
+				j.err = fmt.Errorf("journal: write %s: %w", j.path, err)
+			}
+			j.cond.Broadcast()
+			j.mu.Unlock()
+		}
+		if closing {
+			j.mu.Lock()
+			done := len(j.buf) == 0 && j.written == j.synced || j.err != nil
+			j.mu.Unlock()
+			if done {
+				return
+			}
+		}
 	}
 }
 
-// flush writes and fsyncs the pending group. Appends continue into the other
-// buffer meanwhile.
-func (j *Journal) flush() {
-	j.mu.Lock()
-	j.urgent = false
-	if len(j.buf) == 0 || j.err != nil {
-		j.cond.Broadcast()
-		j.mu.Unlock()
-		return
+// earliest returns the earlier of two times, ignoring zero ones.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
 	}
-	group := j.buf
-	j.buf = j.spare[:0]
-	seq := j.appended
-	j.mu.Unlock()
-
-	_, err := j.f.Write(group)
-	if err == nil {
-		err = syncData(j.f)
-	}
-
-	j.mu.Lock()
-	if err != nil {
-		j.err = fmt.Errorf("journal: write %s: %w", j.path, err)
-	} else {
-		n := len(group) / RecordSize
-		j.synced = seq
-		j.stats.Syncs++
-		j.stats.MaxGroup = max(j.stats.MaxGroup, n)
-	}
-	j.spare = group[:0]
-	j.cond.Broadcast()
-	j.mu.Unlock()
+	return a
 }
 
 // appendHeader encodes the file header.

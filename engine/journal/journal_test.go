@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const testFP = 0x5eed5eed5eed5eed
@@ -369,6 +370,25 @@ func TestGroupTriggers(t *testing.T) {
 	}
 }
 
+// TestWriteBeforeSync: a record reaches the file (and survives kill -9)
+// within WriteInterval, long before its fsync is due.
+func TestWriteBeforeSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.journal")
+	j := openT(t, path, Options{WriteInterval: 2 * time.Millisecond, SyncInterval: time.Hour})
+	defer j.Close()
+	j.Append(recFor(1, 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for j.Stats().Written < 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if st := j.Stats(); st.Written != 1 || st.Synced != 0 || st.Writes != 1 || st.Syncs != 0 {
+		t.Fatalf("stats %+v; want 1 written, not yet synced", st)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != headerSize+RecordSize {
+		t.Fatalf("file size %d, %v; want %d", fi.Size(), err, headerSize+RecordSize)
+	}
+}
+
 // TestIntervalFlush: without Sync, records reach the file within the interval.
 func TestIntervalFlush(t *testing.T) {
 	j := openT(t, filepath.Join(t.TempDir(), "i.journal"), Options{SyncInterval: 5 * time.Millisecond})
@@ -437,5 +457,11 @@ func TestAppendAllocs(t *testing.T) {
 	j.Sync()
 	if n := testing.AllocsPerRun(1000, func() { j.Append(r) }); n != 0 {
 		t.Fatalf("Append allocates %v times; want 0", n)
+	}
+}
+
+func TestSlotSize(t *testing.T) {
+	if n := unsafe.Sizeof(slot{}); n != 16 {
+		t.Fatalf("slot is %d bytes; want 16", n)
 	}
 }
