@@ -43,12 +43,14 @@ type LookupError struct {
 	Err       error
 }
 
+// Error reads like "engine: lookup example.com (permanent): no such domain
+// (NXDOMAIN)".
 func (e *LookupError) Error() string {
 	kind := "temporary"
 	if e.Permanent {
 		kind = "permanent"
 	}
-	return "engine: MX lookup of " + e.Domain + " (" + kind + "): " + e.Err.Error()
+	return "engine: lookup " + e.Domain + " (" + kind + "): " + strings.TrimPrefix(e.Err.Error(), "engine: ")
 }
 
 // Unwrap returns the underlying error.
@@ -466,6 +468,7 @@ func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, ui
 		if cacheFor > 0 {
 			e.expires = r.cfg.Now().Add(cacheFor)
 			r.cache.SetWithTTL(key, e, entryCost(e), cacheFor)
+			r.cache.Wait()
 		}
 		return e, nil
 	})
