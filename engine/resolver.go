@@ -288,6 +288,7 @@ func (r *Resolver) resolveDomain(d string, key uint64) *resolverEntry {
 	// with one retry), not by any one caller's context.
 	ctx, cancel := context.WithTimeout(context.Background(), 6*r.cfg.Timeout)
 	defer cancel()
+	d = strings.Clone(d) // cached: do not pin the caller's (maybe larger) buffer
 	dest, ttl, err := r.resolve(ctx, d)
 	now := r.cfg.Now()
 	e := &resolverEntry{name: d, dest: dest, err: err}
