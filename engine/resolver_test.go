@@ -47,7 +47,7 @@ func (s *dnsTestServer) total(name string) int {
 	return n
 }
 
-func rr(t testing.TB, s string) dns.RR {
+func dnsRR(t testing.TB, s string) dns.RR {
 	r, err := dns.NewRR(s)
 	if err != nil {
 		t.Fatalf("NewRR(%q): %v", s, err)
@@ -60,7 +60,7 @@ func (s *dnsTestServer) zone(t testing.TB, name string, qtype uint16, tcp bool) 
 	ns := func(recs ...string) []dns.RR {
 		var out []dns.RR
 		for _, r := range recs {
-			out = append(out, rr(t, r))
+			out = append(out, dnsRR(t, r))
 		}
 		return out
 	}
@@ -190,9 +190,9 @@ func startDNS(t testing.TB) *dnsTestServer {
 	return s
 }
 
-// raceBuild reports whether the test binary was built with -race (where
+// resolverRaceBuild reports whether the test binary was built with -race (where
 // allocation counts are not meaningful).
-func raceBuild() bool {
+func resolverRaceBuild() bool {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return false
@@ -205,20 +205,20 @@ func raceBuild() bool {
 	return false
 }
 
-// fakeClock is an injectable clock.
-type fakeClock struct{ ns atomic.Int64 }
+// dnsClock is an injectable clock.
+type dnsClock struct{ ns atomic.Int64 }
 
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
+func newDNSClock() *dnsClock {
+	c := &dnsClock{}
 	c.ns.Store(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC).UnixNano())
 	return c
 }
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *dnsClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *dnsClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-func newTestResolver(t testing.TB, s *dnsTestServer, mod func(*ResolverConfig)) (*Resolver, *fakeClock) {
+func newTestResolver(t testing.TB, s *dnsTestServer, mod func(*ResolverConfig)) (*Resolver, *dnsClock) {
 	t.Helper()
-	clock := newFakeClock()
+	clock := newDNSClock()
 	cfg := ResolverConfig{Server: s.addr, Timeout: 2 * time.Second, MinTTL: time.Second, MaxTTL: time.Hour, Now: clock.Now}
 	if mod != nil {
 		mod(&cfg)
@@ -231,7 +231,7 @@ func newTestResolver(t testing.TB, s *dnsTestServer, mod func(*ResolverConfig)) 
 	return r, clock
 }
 
-func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+func dnsAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 func TestResolverMX(t *testing.T) {
 	s := startDNS(t)
@@ -241,8 +241,8 @@ func TestResolverMX(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []MX{
-		{Host: "mx1.mx.test", Pref: 10, Addrs: []netip.AddrPort{ap("192.0.2.1:25"), ap("192.0.2.11:25"), ap("[2001:db8::1]:25")}},
-		{Host: "mx2.mx.test", Pref: 20, Addrs: []netip.AddrPort{ap("192.0.2.2:25")}},
+		{Host: "mx1.mx.test", Pref: 10, Addrs: []netip.AddrPort{dnsAP("192.0.2.1:25"), dnsAP("192.0.2.11:25"), dnsAP("[2001:db8::1]:25")}},
+		{Host: "mx2.mx.test", Pref: 20, Addrs: []netip.AddrPort{dnsAP("192.0.2.2:25")}},
 	}
 	if !slices.EqualFunc(d.MXs, want, func(a, b MX) bool {
 		return a.Host == b.Host && a.Pref == b.Pref && slices.Equal(a.Addrs, b.Addrs)
@@ -295,7 +295,7 @@ func TestResolverImplicitMX(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(d.MXs) != 1 || d.MXs[0].Host != "implicit.test" || d.MXs[0].Pref != 0 ||
-		!slices.Equal(d.MXs[0].Addrs, []netip.AddrPort{ap("192.0.2.3:2525")}) {
+		!slices.Equal(d.MXs[0].Addrs, []netip.AddrPort{dnsAP("192.0.2.3:2525")}) {
 		t.Fatalf("MXs = %+v; want implicit.test [192.0.2.3:2525]", d.MXs)
 	}
 }
@@ -518,7 +518,7 @@ func TestResolverStaticRoutes(t *testing.T) {
 			t.Fatalf("#%d: %v", i, err)
 		}
 		if !d.Static || len(d.MXs) != 1 || d.MXs[0].Host != tt.host ||
-			!slices.Equal(d.MXs[0].Addrs, []netip.AddrPort{ap(tt.host)}) || !slices.Equal(d.Hosts(), []string{tt.host}) {
+			!slices.Equal(d.MXs[0].Addrs, []netip.AddrPort{dnsAP(tt.host)}) || !slices.Equal(d.Hosts(), []string{tt.host}) {
 			t.Fatalf("#%d: %+v; want static %s", i, d, tt.host)
 		}
 		if d.Domain != strings.ToLower(tt.domain) {
@@ -555,7 +555,7 @@ func TestResolverAddressLiteral(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || len(d.MXs) != 1 || !slices.Equal(d.MXs[0].Addrs, []netip.AddrPort{ap(tt.want)}) {
+		if err != nil || len(d.MXs) != 1 || !slices.Equal(d.MXs[0].Addrs, []netip.AddrPort{dnsAP(tt.want)}) {
 			t.Errorf("#%d %s: got %+v, %v; want %s", i, tt.domain, d, err, tt.want)
 		}
 	}
@@ -587,7 +587,7 @@ func TestNewResolverServer(t *testing.T) {
 }
 
 func TestResolverCachedLookupAllocs(t *testing.T) {
-	if raceBuild() {
+	if resolverRaceBuild() {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
 	s := startDNS(t)

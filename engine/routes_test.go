@@ -121,7 +121,7 @@ func TestRoutesConcurrent(t *testing.T) {
 }
 
 func TestRoutesMatchAllocs(t *testing.T) {
-	if raceBuild() {
+	if resolverRaceBuild() {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
 	rt, _ := ParseRoutes("example.com=127.0.0.1:2525, *.example.org=127.0.0.1:2526")

@@ -8,7 +8,7 @@ import (
 )
 
 func TestTLSCache(t *testing.T) {
-	clock := newFakeClock()
+	clock := newDNSClock()
 	tc := NewTLSCache(100, clock.Now)
 	defer tc.Close()
 
@@ -78,7 +78,7 @@ func TestTLSCache(t *testing.T) {
 // TestTLSCacheConcurrent updates and reads from several goroutines (run with
 // -race); each goroutine's own host must end in the state it set last.
 func TestTLSCacheConcurrent(t *testing.T) {
-	clock := newFakeClock()
+	clock := newDNSClock()
 	tc := NewTLSCache(0, clock.Now)
 	defer tc.Close()
 	var wg sync.WaitGroup
@@ -108,7 +108,7 @@ func TestTLSCacheConcurrent(t *testing.T) {
 }
 
 func TestTLSCacheGetAllocs(t *testing.T) {
-	if raceBuild() {
+	if resolverRaceBuild() {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
 	tc := NewTLSCache(0, nil)
