@@ -57,7 +57,8 @@ type Source struct {
 	Name     string
 	Address  netip.Addr // source_address
 	EHLOName string     // ehlo_name
-	Warmup   *Warmup    // nil: fully warmed
+	Warmup   *Warmup    // nil: fully warmed; else the schedule for all destinations (or the first per-provider one)
+	Warmups  []Warmup   // every schedule of this source, at most one per Provider (see WarmupFor)
 }
 
 // Warmup is a day-indexed schedule of daily caps starting at Start: on day d
