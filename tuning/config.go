@@ -19,7 +19,7 @@ import (
 // Error is a configuration error. Every error from Parse and Load is an
 // *Error naming the file, the line (1-based; 0 only when the whole file is
 // at fault, e.g. it cannot be read) and the dotted key
-// ("domain.\"example.com\".connection_limit", "rule[1].pattern").
+// (domain.'example.com'.connection_limit, rule[1].pattern: TOML syntax).
 type Error struct {
 	File string
 	Line int
@@ -138,7 +138,11 @@ func decodeError(name string, data []byte, err error) error {
 		}
 		return &Error{File: name, Line: line, Key: key, Msg: de.Error()}
 	}
-	return &Error{File: name, Msg: err.Error()}
+	// go-toml reports some errors (a key defined twice) without a position.
+	if x := indexLines(data); x.dup != nil {
+		return &Error{File: name, Line: x.dupLine, Key: x.dup.String(), Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	}
+	return &Error{File: name, Line: 1, Msg: err.Error()}
 }
 
 // keyOnLine guesses the key of a syntax error from its line: the text before

@@ -28,7 +28,7 @@ func (p keyPath) index(i int) keyPath { return p.child("[" + strconv.Itoa(i) + "
 
 func (p keyPath) id() string { return strings.Join(p, "\x1f") }
 
-// String renders p as a TOML dotted key with indices: domain."example.com".connection_limit, rule[2].pattern.
+// String renders p as a TOML dotted key with indices: domain.'example.com'.connection_limit, rule[2].pattern.
 func (p keyPath) String() string {
 	var b strings.Builder
 	for i, k := range p {
@@ -41,6 +41,8 @@ func (p keyPath) String() string {
 		}
 		if isBareKey(k) {
 			b.WriteString(k)
+		} else if !strings.ContainsAny(k, "'\n\r") {
+			b.WriteString("'" + k + "'") // a TOML literal key: reads well inside %q
 		} else {
 			b.WriteString(strconv.Quote(k))
 		}
@@ -65,6 +67,9 @@ func isBareKey(k string) bool {
 type lineIndex struct {
 	lines  map[string]int
 	arrays map[string]int // array-table path id → number of elements so far
+
+	dup     keyPath // the first key defined twice, for go-toml errors without a position
+	dupLine int
 }
 
 func (x *lineIndex) set(p keyPath, line int) {
@@ -144,6 +149,9 @@ func (x *lineIndex) keyValue(p *unstable.Parser, base keyPath, kv *unstable.Node
 	for _, k := range keys {
 		path = path.child(k)
 		x.set(path, line)
+	}
+	if x.lines[path.id()] != line && x.dup == nil {
+		x.dup, x.dupLine = path, line
 	}
 	x.value(p, path, kv.Value(), line)
 }

@@ -155,6 +155,9 @@ func (c *Config) Sources() []Source {
 		s.Warmups = slices.Clone(s.Warmups)
 		s.Warmup = nil
 		for j := range s.Warmups {
+			s.Warmups[j].Caps = slices.Clone(s.Warmups[j].Caps)
+		}
+		for j := range s.Warmups {
 			if s.Warmups[j].Provider == "" {
 				s.Warmup = &s.Warmups[j]
 			}
