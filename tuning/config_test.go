@@ -131,7 +131,7 @@ func TestResolvePrecedence(t *testing.T) {
 	}{
 		{Query{Domain: "other.test", MXHosts: other}, 10, "100/s", 100, TLSOpportunistic, 20 * time.Minute},
 		{Query{Domain: "gmail.com", MXHosts: gmx[:1]}, 20, "500/s", 30, TLSOpportunistic, 20 * time.Minute},
-		{Query{Domain: "gmail.com", MXHosts: gmx}, 5, "500/s", 30, TLSRequired, 20 * time.Minute},      // site alt1
+		{Query{Domain: "gmail.com", MXHosts: gmx}, 5, "500/s", 30, TLSRequired, 20 * time.Minute},        // site alt1
 		{Query{Domain: "corp.test", MXHosts: apps}, 10, "100/s", 100, TLSOpportunistic, 5 * time.Minute}, // gapps: the longer suffix wins over .google.com
 		{Query{Domain: "EXAMPLE.com", MXHosts: gmx}, 3, "500/s", 30, TLSRequired, 20 * time.Minute},
 		{Query{Domain: "example.com", MXHosts: gmx, Source: "ip1"}, 2, "500/s", 30, TLSRequired, 20 * time.Minute},
