@@ -136,7 +136,7 @@ func decodeError(name string, data []byte, err error) error {
 		if key == "" {
 			key = keyOnLine(data, line)
 		}
-		return &Error{File: name, Line: line, Key: key, Msg: de.Error()}
+		return &Error{File: name, Line: line, Key: key, Msg: "syntax error: " + strings.TrimPrefix(de.Error(), "toml: ")}
 	}
 	// go-toml reports some errors (a key defined twice) without a position.
 	if x := indexLines(data); x.dup != nil {
@@ -146,7 +146,7 @@ func decodeError(name string, data []byte, err error) error {
 }
 
 // keyOnLine guesses the key of a syntax error from its line: the text before
-// '=' or inside a table header.
+// '=' (prefixed by the enclosing [table] header) or the header itself.
 func keyOnLine(data []byte, line int) string {
 	lines := bytes.Split(data, []byte("\n"))
 	if line < 1 || line > len(lines) {
@@ -156,10 +156,21 @@ func keyOnLine(data []byte, line int) string {
 	if strings.HasPrefix(l, "[") {
 		return strings.Trim(l, "[] \t\r")
 	}
-	if k, _, ok := strings.Cut(l, "="); ok {
-		return strings.TrimSpace(k)
+	k, _, ok := strings.Cut(l, "=")
+	if !ok {
+		return ""
 	}
-	return ""
+	k = strings.TrimSpace(k)
+	for i := line - 2; i >= 0; i-- {
+		h := strings.TrimSpace(string(lines[i]))
+		if strings.HasPrefix(h, "[") {
+			if t, _, ok := strings.Cut(strings.TrimLeft(h, "["), "]"); ok {
+				return strings.TrimSpace(t) + "." + k
+			}
+			break
+		}
+	}
+	return k
 }
 
 type decoder struct {

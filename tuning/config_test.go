@@ -36,7 +36,7 @@ func TestBadConfigs(t *testing.T) {
 		{"unknown_timeout.toml", 3, "default.timeouts.greting", `did you mean "greeting"?`},
 		{"unknown_pool.toml", 2, "campaign.pool", `unknown pool "nope"`},
 		{"bad_bounce_class.toml", 2, "bounce_rule[0].class", `unknown class "mailbox_full"`},
-		{"syntax.toml", 3, "retry_interval", ""},
+		{"syntax.toml", 3, "default.retry_interval", "syntax error"},
 		{"bad_code.toml", 3, "rule[0].codes[0]", `bad code "4x1"`},
 		{"provider_no_match.toml", 1, "provider.google", "needs match_mx"},
 	}

@@ -373,3 +373,16 @@ func toDuration(v any) (time.Duration, error) {
 	}
 	return 0, typeError(`a duration such as "20m", "3d" or "1h30m"`, v)
 }
+
+// String returns the TOML spelling of a: suspend, throttle or bounce.
+func (a RuleAction) String() string {
+	switch a {
+	case ActionSuspend:
+		return "suspend"
+	case ActionThrottle:
+		return "throttle"
+	case ActionBounce:
+		return "bounce"
+	}
+	return "RuleAction(" + strconv.Itoa(int(a)) + ")"
+}
