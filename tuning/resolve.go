@@ -10,8 +10,8 @@ import (
 // Resolve returns the effective settings for one egress path: the built-in
 // defaults, then [default], then the provider whose match_mx suffix matches
 // q.MXHosts, then the site named by one of q.MXHosts, then the domain, then
-// the source, each layer overriding only the keys it sets. It allocates
-// nothing beyond the result and is meant to be called when a path is
+// the source, each layer overriding only the keys it sets. It costs about a
+// microsecond and one allocation (BenchmarkResolve): call it when a path is
 // created, not per message. Safe for concurrent use.
 func (c *Config) Resolve(q Query) Settings {
 	s := builtin
