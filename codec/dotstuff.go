@@ -1,0 +1,123 @@
+package codec
+
+import "bytes"
+
+// stuffState is where a Stuffer stands in the data stream.
+type stuffState uint8
+
+const (
+	stuffLineStart stuffState = iota // zero state: at the start of a line (and of the data)
+	stuffMidLine                     // inside a line
+	stuffAfterCR                     // wrote CRLF for a CR; an LF right after it belongs to it
+)
+
+// dataEnd is the end-of-data line that follows the last CRLF of a message
+// (RFC 5321 §4.1.1.4). Messages share this one slice: never modify it.
+var dataEnd = []byte(".\r\n")
+
+// Stuffer prepares message content for SMTP DATA (RFC 5321 §4.5.2): it
+// doubles a '.' at the start of every line and canonicalises line breaks.
+// It carries its state across calls, so content may arrive in any pieces
+// (a CRLF or a leading dot split between two calls is handled).
+//
+// Canonicalisation is a documented choice: a bare CR and a bare LF each
+// become CRLF, and CRLF stays CRLF ("a\rb\nc\r\n" gives "a\r\nb\r\nc\r\n"),
+// so the output never holds a CR or LF outside a CRLF pair.
+//
+// The zero Stuffer is ready, at the start of the data. A Stuffer is not safe
+// for concurrent use.
+type Stuffer struct {
+	state stuffState
+}
+
+// Reset puts s back at the start of the data.
+func (s *Stuffer) Reset() { s.state = stuffLineStart }
+
+// AtLineStart reports whether the next byte appended starts a line.
+func (s *Stuffer) AtLineStart() bool { return s.state != stuffMidLine }
+
+// Append appends p to dst canonicalised and dot-stuffed and returns the
+// extended slice. It scans with bytes.IndexByte and copies whole runs.
+func (s *Stuffer) Append(dst, p []byte) []byte {
+	st := s.state
+	for len(p) > 0 {
+		switch st {
+		case stuffAfterCR:
+			if p[0] == '\n' {
+				p = p[1:]
+			}
+			st = stuffLineStart
+		case stuffLineStart:
+			if p[0] == '.' {
+				dst = append(dst, '.')
+			}
+			st = stuffMidLine
+		default: // stuffMidLine
+			line := p
+			nl := bytes.IndexByte(p, '\n')
+			if nl >= 0 {
+				line = p[:nl]
+			}
+			if cr := bytes.IndexByte(line, '\r'); cr >= 0 {
+				dst = append(dst, line[:cr]...)
+				dst = append(dst, '\r', '\n')
+				p = p[cr+1:]
+				st = stuffAfterCR
+			} else if nl >= 0 {
+				dst = append(dst, line...)
+				dst = append(dst, '\r', '\n')
+				p = p[nl+1:]
+				st = stuffLineStart
+			} else {
+				dst = append(dst, p...)
+				p = nil
+			}
+		}
+	}
+	s.state = st
+	return dst
+}
+
+// Finish ends the data: it appends CRLF when the content so far does not end
+// with a line break, then the end-of-data line ".\r\n". s is reset for new
+// data. Empty content gives ".\r\n", as net/textproto's DotWriter does.
+func (s *Stuffer) Finish(dst []byte) []byte {
+	if s.state == stuffMidLine {
+		dst = append(dst, '\r', '\n')
+	}
+	s.state = stuffLineStart
+	return append(dst, dataEnd...)
+}
+
+// appendUnstuffed appends the content of dot-stuffed DATA segments to dst:
+// it drops the doubled dot at the start of each line and stops at the
+// end-of-data line. Segments must be CRLF-canonical (Message.Segs are).
+func appendUnstuffed(dst []byte, segs [][]byte) []byte {
+	lineStart, dropped := true, false
+	for _, seg := range segs {
+		for len(seg) > 0 {
+			if dropped {
+				if seg[0] == '\r' {
+					return dst // ".\r\n": end of data
+				}
+				dropped = false
+			}
+			if lineStart {
+				lineStart = false
+				if seg[0] == '.' {
+					seg, dropped = seg[1:], true
+					continue
+				}
+			}
+			nl := bytes.IndexByte(seg, '\n')
+			if nl < 0 {
+				dst = append(dst, seg...)
+				break
+			}
+			dst = append(dst, seg[:nl+1]...)
+			seg = seg[nl+1:]
+			lineStart = true
+		}
+	}
+	return dst
+}
