@@ -244,12 +244,18 @@ func (d *decoder) document(raw map[string]any) {
 			d.named(p, v, func(p keyPath, name string, m map[string]any) {
 				l := newLayer("site:" + name)
 				d.layer(p, m, l, nil)
+				if _, dup := d.c.sites[normHost(name)]; dup {
+					d.errorf(p, "site %q is already defined (names compare without case or trailing dot)", name)
+				}
 				d.c.sites[normHost(name)] = l
 			})
 		case "domain":
 			d.named(p, v, func(p keyPath, name string, m map[string]any) {
 				l := newLayer("domain:" + name)
 				d.layer(p, m, l, nil)
+				if _, dup := d.c.domains[normHost(name)]; dup {
+					d.errorf(p, "domain %q is already defined (names compare without case)", name)
+				}
 				d.c.domains[normHost(name)] = l
 			})
 		case "pool":
@@ -429,10 +435,10 @@ func (d *decoder) provider(p keyPath, name string, m map[string]any) {
 			}
 		},
 	})
-	if len(pd.MXSuffix) == 0 {
-		if _, ok := m["match_mx"]; !ok {
-			d.errorf(p, "provider needs match_mx (MX host suffixes such as \".google.com\")")
-		}
+	if v, ok := m["match_mx"]; !ok {
+		d.errorf(p, "provider needs match_mx (MX host suffixes such as \".google.com\")")
+	} else if list, isList := v.([]any); isList && len(list) == 0 {
+		d.errorf(p.child("match_mx"), "match_mx is empty: the provider would match nothing")
 	}
 	d.c.providers = append(d.c.providers, pd)
 }

@@ -39,6 +39,8 @@ func TestBadConfigs(t *testing.T) {
 		{"syntax.toml", 3, "default.retry_interval", "syntax error"},
 		{"bad_code.toml", 3, "rule[0].codes[0]", `bad code "4x1"`},
 		{"provider_no_match.toml", 1, "provider.google", "needs match_mx"},
+		{"empty_match_mx.toml", 3, "provider.google.match_mx", "match_mx is empty"},
+		{"duplicate_domain.toml", 4, "domain.'example.com'", "already defined"},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
