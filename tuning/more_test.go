@@ -201,3 +201,23 @@ func FuzzParseThrottleSpec(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParse checks that Parse never panics and that every error it returns
+// is an *Error with a line.
+func FuzzParse(f *testing.F) {
+	f.Add(string(SampleConfig))
+	f.Add(string(DemoConfig))
+	f.Add("[default]\nconnection_limit = 1\n[[rule]]\ncodes=[\"421\"]\naction=\"bounce\"\n")
+	f.Add("[source.a]\nwarmup = [{start=2026-01-01, caps=[1]}, {start=2026-01-01, caps=[1]}]\n[pool.p]\nmembers=[\"a\",\"a\"]\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse("f.toml", []byte(s))
+		if err != nil {
+			e, ok := err.(*Error)
+			if !ok || e.File != "f.toml" || e.Line < 1 {
+				t.Fatalf("error %#v", err)
+			}
+			return
+		}
+		c.Explain(Query{Domain: "a.test", MXHosts: []string{"mx.a.test"}, Source: "a"})
+	})
+}
