@@ -80,7 +80,8 @@ func (s *Stuffer) Append(dst, p []byte) []byte {
 
 // Finish ends the data: it appends CRLF when the content so far does not end
 // with a line break, then the end-of-data line ".\r\n". s is reset for new
-// data. Empty content gives ".\r\n", as net/textproto's DotWriter does.
+// data. Empty content gives ".\r\n" (net/textproto's DotWriter writes
+// "\r\n.\r\n", an empty line, there; for any other content the two agree).
 func (s *Stuffer) Finish(dst []byte) []byte {
 	if s.state == stuffMidLine {
 		dst = append(dst, '\r', '\n')

@@ -608,7 +608,7 @@ func (c *compiler) entity(b []byte, off int, top bool) error {
 	if top && len(hdr) == 0 {
 		return &TemplateError{Line: 1, Msg: "no header block"}
 	}
-	ctype, cte, err := c.headers(hdr, off, top)
+	ctype, ctOff, cte, err := c.headers(hdr, off, top)
 	if err != nil {
 		return err
 	}
@@ -618,9 +618,12 @@ func (c *compiler) entity(b []byte, off int, top bool) error {
 		mt, err = "text/plain", nil
 	}
 	if err != nil {
-		return c.errf(off, "Content-Type %q: %v", ctype, err)
+		return c.errf(ctOff, "Content-Type %q: %v", ctype, err)
 	}
 	if strings.HasPrefix(mt, "multipart/") {
+		if params["boundary"] == "" {
+			return c.errf(ctOff, "multipart without a boundary parameter")
+		}
 		return c.multipart(body, bodyOff, params["boundary"])
 	}
 	html := mt == "text/html"
@@ -652,7 +655,11 @@ func (c *compiler) entity(b []byte, off int, top bool) error {
 			c.emitStatic(body, false)
 			return nil
 		}
-		return c.base64(dec, c.lineAt(bodyOff), html, strings.HasPrefix(mt, "text/"))
+		text := strings.HasPrefix(mt, "text/")
+		if text { // text/* content is CRLF-canonical (RFC 2045 §6.8)
+			dec = canonicalCRLF(dec)
+		}
+		return c.base64(dec, c.lineAt(bodyOff), html, text)
 	default:
 		return c.errf(off, "unsupported Content-Transfer-Encoding %q", cte)
 	}
@@ -662,8 +669,9 @@ var addressHeaders = []string{"from", "to", "cc", "bcc", "reply-to", "sender",
 	"resent-from", "resent-to", "resent-cc", "resent-bcc", "resent-sender"}
 
 // headers compiles a header block (whole lines, CRLF-terminated) at offset
-// off and returns the unfolded Content-Type and Content-Transfer-Encoding.
-func (c *compiler) headers(b []byte, off int, top bool) (ctype, cte string, err error) {
+// off and returns the unfolded Content-Type (and its offset) and
+// Content-Transfer-Encoding.
+func (c *compiler) headers(b []byte, off int, top bool) (ctype string, ctOff int, cte string, err error) {
 	for len(b) > 0 {
 		end := 0
 		for {
@@ -675,11 +683,11 @@ func (c *compiler) headers(b []byte, off int, top bool) (ctype, cte string, err 
 		}
 		f := b[:end]
 		if !validFieldName(f) || bytes.IndexByte(f, ':') > bytes.IndexByte(f, '\r') {
-			return "", "", c.errf(off, "malformed header line %q", firstLine(f))
+			return "", 0, "", c.errf(off, "malformed header line %q", firstLine(f))
 		}
 		colon := bytes.IndexByte(f, ':')
 		if bytes.Contains(f[:colon], []byte("{{")) {
-			return "", "", c.errf(off, "merge field in a header name")
+			return "", 0, "", c.errf(off, "merge field in a header name")
 		}
 		name := string(f[:colon])
 		value := strings.TrimSpace(strings.NewReplacer("\r\n", "").Replace(string(f[colon+1:])))
@@ -689,10 +697,10 @@ func (c *compiler) headers(b []byte, off int, top bool) (ctype, cte string, err 
 		switch lower := strings.ToLower(name); lower {
 		case "content-type", "content-transfer-encoding", "mime-version":
 			if bytes.Contains(f, []byte("{{")) {
-				return "", "", c.errf(off, "merge field not allowed in %s", name)
+				return "", 0, "", c.errf(off, "merge field not allowed in %s", name)
 			}
 			if lower == "content-type" {
-				ctype = value
+				ctype, ctOff = value, off
 			} else if lower == "content-transfer-encoding" {
 				cte = value
 			}
@@ -704,11 +712,11 @@ func (c *compiler) headers(b []byte, off int, top bool) (ctype, cte string, err 
 			}
 		}
 		if err := c.headerField(f, colon+1, off, isAddr); err != nil {
-			return "", "", err
+			return "", 0, "", err
 		}
 		b, off = b[end:], off+end
 	}
-	return ctype, cte, nil
+	return ctype, ctOff, cte, nil
 }
 
 func firstLine(b []byte) []byte {
@@ -854,9 +862,6 @@ func (c *compiler) base64(dec []byte, line int, html, text bool) error {
 
 // multipart compiles a multipart body at offset off.
 func (c *compiler) multipart(b []byte, off int, boundary string) error {
-	if boundary == "" {
-		return c.errf(off, "multipart without a boundary parameter")
-	}
 	delim := []byte("--" + boundary)
 	// find returns the offset in b of the next delimiter line at or after
 	// from (at the start of b, or after a CRLF), or -1.
