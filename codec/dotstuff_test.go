@@ -22,7 +22,7 @@ func TestStuffer(t *testing.T) {
 		{[]string{"a\r", "\n.b"}, "a\r\n..b\r\n.\r\n"},
 		{[]string{"a\r\n", ".", "b"}, "a\r\n..b\r\n.\r\n"},
 		{[]string{"a\r", ".b"}, "a\r\n..b\r\n.\r\n"}, // bare CR
-		{[]string{"a\nb\n"}, "a\r\nb\r\n.\r\n"},     // bare LF
+		{[]string{"a\nb\n"}, "a\r\nb\r\n.\r\n"},      // bare LF
 		{[]string{"a\r\rb"}, "a\r\n\r\nb\r\n.\r\n"},
 		{[]string{"a\n\r\nb"}, "a\r\n\r\nb\r\n.\r\n"},
 		{[]string{"\n.\n..\n"}, "\r\n..\r\n...\r\n.\r\n"},

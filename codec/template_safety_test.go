@@ -152,7 +152,7 @@ func TestRenderInjection(t *testing.T) {
 	}
 }
 
-func canonStr(s string) string { return string(appendCRLF(nil, []byte(s))) }
+func canonStr(s string) string  { return string(appendCRLF(nil, []byte(s))) }
 func escapeStr(s string) string { return string(appendHTMLEscaped(nil, s)) }
 
 func TestRenderBoundaryInValue(t *testing.T) {
