@@ -1,0 +1,183 @@
+//go:build spatedriverstub
+
+package engine
+
+// A throwaway stand-in for the real Session (being written in session.go),
+// used only to exercise the driver before it lands. Build with
+// -tags spatedriver,spatedriverstub. Happy path only.
+
+import (
+	"errors"
+	"time"
+
+	"github.com/spate-mta/spate/codec"
+)
+
+type stubKind uint8
+
+const (
+	stubBanner stubKind = iota
+	stubEHLO
+	stubMail
+	stubRcpt
+	stubData
+	stubFinal
+	stubQuit
+)
+
+type Session struct {
+	cfg       *SessionConfig
+	info      ConnInfo
+	f         Feeder
+	r         Reporter
+	exp       []stubKind
+	cmd       []byte
+	out       [][]byte
+	ready     bool
+	cur       []*Envelope // envelopes in flight, oldest first
+	quit      bool
+	wantClose bool
+	deadline  int64
+	sent      int
+}
+
+func NewSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) *Session {
+	s := &Session{cfg: cfg, info: info, f: f, r: r, exp: []stubKind{stubBanner}}
+	s.deadline = now + int64(cfg.Timeouts.Greeting)
+	return s
+}
+
+func (s *Session) Info() *ConnInfo           { return &s.info }
+func (s *Session) WantsTLS() bool             { return false }
+func (s *Session) TLSDone(err error, n int64) {}
+func (s *Session) RetryPlain() bool           { return false }
+func (s *Session) WantsClose() bool           { return s.wantClose }
+func (s *Session) Deadline() int64            { return s.deadline }
+func (s *Session) Expire(now int64)           { s.wantClose = true; s.fail(errors.New("timeout")) }
+func (s *Session) Flushed()                   { s.out = s.out[:0]; s.cmd = s.cmd[:0] }
+func (s *Session) Output() [][]byte {
+	if len(s.cmd) > 0 {
+		s.out = append(s.out, s.cmd)
+	}
+	if len(s.out) == 0 {
+		return nil
+	}
+	return s.out
+}
+
+func (s *Session) fail(err error) {
+	for _, env := range s.cur {
+		for i := range env.Rcpts {
+			s.r.Outcome(env, i, Outcome{Result: ResultDeferred, Local: true, Text: err.Error()})
+		}
+		s.r.Done(env)
+	}
+	s.cur = nil
+}
+
+func (s *Session) Closed(err error, now int64) {
+	if err == nil && !s.quit {
+		err = errors.New("closed")
+	}
+	if len(s.cur) > 0 {
+		s.fail(err)
+	}
+	s.r.ConnClosed(s.info, err)
+}
+
+func (s *Session) Poll(now int64) {
+	if s.ready && len(s.cur) == 0 && !s.quit {
+		s.take(now)
+	}
+}
+
+// Drain QUITs when idle.
+func (s *Session) Drain(now int64) {
+	if s.ready && len(s.cur) == 0 && !s.quit {
+		s.sendQuit()
+	}
+}
+
+func (s *Session) sendQuit() {
+	s.flushCmd()
+	s.cmd = codec.AppendQuit(s.cmd)
+	s.exp = append(s.exp, stubQuit)
+	s.quit = true
+}
+
+func (s *Session) flushCmd() {}
+
+func (s *Session) take(now int64) bool {
+	env := s.f.Next(s.info, time.Unix(0, now))
+	if env == nil {
+		return false
+	}
+	s.cur = append(s.cur, env)
+	s.cmd = codec.AppendMailFrom(s.cmd, env.From, codec.MailParams{Size: env.Size})
+	s.exp = append(s.exp, stubMail)
+	for _, r := range env.Rcpts {
+		s.cmd = codec.AppendRcptTo(s.cmd, r)
+		s.exp = append(s.exp, stubRcpt)
+	}
+	s.cmd = codec.AppendData(s.cmd)
+	s.exp = append(s.exp, stubData)
+	s.deadline = now + int64(s.cfg.Timeouts.Mail)
+	return true
+}
+
+func (s *Session) Feed(in []byte, now int64) (int, error) {
+	used := 0
+	for {
+		rep, n, err := codec.ParseReply(in[used:])
+		if err == codec.ErrIncomplete {
+			return used, nil
+		}
+		if err != nil {
+			return used, err
+		}
+		used += n
+		if len(s.exp) == 0 {
+			return used, errors.New("stub: unexpected reply")
+		}
+		k := s.exp[0]
+		s.exp = s.exp[1:]
+		if rep.Code >= 400 && k != stubQuit {
+			return used, errors.New("stub: rejected " + string(rep.Raw))
+		}
+		switch k {
+		case stubBanner:
+			s.cmd = codec.AppendEHLO(s.cmd, s.cfg.EHLOName)
+			s.exp = append(s.exp, stubEHLO)
+		case stubEHLO:
+			s.ready = true
+			s.take(now)
+		case stubData:
+			env := s.cur[len(s.cur)-1]
+			if len(s.cmd) > 0 {
+				s.out = append(s.out, s.cmd)
+				s.cmd = s.cmd[len(s.cmd):]
+			}
+			s.out = append(s.out, env.Body.Segs...)
+			s.exp = append(s.exp, stubFinal)
+			s.sent++
+			if s.cfg.MaxMessages == 0 || s.sent < s.cfg.MaxMessages {
+				s.take(now)
+			}
+		case stubFinal:
+			env := s.cur[0]
+			s.cur = s.cur[1:]
+			for i := range env.Rcpts {
+				s.r.Outcome(env, i, Outcome{Result: ResultDelivered, Code: rep.Code})
+			}
+			s.r.Done(env)
+			env.Body.Release()
+			s.info.Delivered++
+			if len(s.cur) == 0 && s.cfg.MaxMessages > 0 && s.sent >= s.cfg.MaxMessages {
+				s.sendQuit()
+			}
+		case stubQuit:
+			s.wantClose = true
+		}
+		s.deadline = now + int64(time.Minute)
+	}
+}
