@@ -34,11 +34,41 @@ func AppendQuotedPrintable(dst, src []byte) []byte {
 	return dst
 }
 
+// qpLiteral marks the bytes quoted-printable writes as themselves anywhere
+// (RFC 2045 §6.7 rule 2, less '='); space and tab depend on what follows.
+var qpLiteral = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = c != '='
+	}
+	return t
+}()
+
+// qpLit reports whether src[i] is written as itself: a literal byte, or a
+// space or tab followed by something other than a line break.
+func qpLit(src []byte, i int) bool {
+	c := src[i]
+	if c == ' ' || c == '\t' {
+		return i+1 < len(src) && src[i+1] != '\r' && src[i+1] != '\n'
+	}
+	return qpLiteral[c]
+}
+
 // appendQP is AppendQuotedPrintable starting at column col; it returns the
 // column after the last byte written.
 func appendQP(dst, src []byte, col int) ([]byte, int) {
 	for i := 0; i < len(src); i++ {
 		c := src[i]
+		if col < qpLineMax-1 && (col > 0 || c != '.' && c != '-') && qpLit(src, i) {
+			// Fast path: copy the run of literal bytes that fits the line.
+			j, end := i+1, min(len(src), i+qpLineMax-1-col)
+			for j < end && qpLit(src, j) {
+				j++
+			}
+			dst = append(dst, src[i:j]...)
+			col += j - i
+			i = j - 1
+			continue
+		}
 		if c == '\r' || c == '\n' {
 			if c == '\r' && i+1 < len(src) && src[i+1] == '\n' {
 				i++
