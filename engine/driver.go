@@ -82,7 +82,7 @@ type Stats struct {
 }
 
 type stats struct {
-	open, dialing                                                  atomic.Int64
+	open, dialing                                                 atomic.Int64
 	dials, dialFailures, opened, closed, tls, tlsFail, plain, gor atomic.Uint64
 }
 
@@ -311,11 +311,11 @@ func (e *Engine) Next(c ConnInfo, now time.Time) *Envelope {
 // gnetLogger forwards gnet's errors and drops the rest.
 type gnetLogger struct{ logf func(string, ...any) }
 
-func (gnetLogger) Debugf(string, ...any)            {}
-func (gnetLogger) Infof(string, ...any)             {}
-func (gnetLogger) Warnf(string, ...any)             {}
-func (g gnetLogger) Errorf(f string, a ...any)      { g.logf("gnet: "+f, a...) }
-func (g gnetLogger) Fatalf(f string, a ...any)      { g.logf("gnet: fatal: "+f, a...) }
+func (gnetLogger) Debugf(string, ...any)       {}
+func (gnetLogger) Infof(string, ...any)        {}
+func (gnetLogger) Warnf(string, ...any)        {}
+func (g gnetLogger) Errorf(f string, a ...any) { g.logf("gnet: "+f, a...) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.logf("gnet: fatal: "+f, a...) }
 
 var errTLSUnavailable = errors.New("engine: TLS not available")
 

@@ -47,7 +47,7 @@ func NewSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int
 	return s
 }
 
-func (s *Session) Info() *ConnInfo           { return &s.info }
+func (s *Session) Info() *ConnInfo            { return &s.info }
 func (s *Session) WantsTLS() bool             { return false }
 func (s *Session) TLSDone(err error, n int64) {}
 func (s *Session) RetryPlain() bool           { return false }

@@ -15,6 +15,6 @@ func (d *drvConn) startTLS(now int64) {
 }
 
 func (d *drvConn) trafficTLS(c gnet.Conn, now int64) gnet.Action { return gnet.Close }
-func (d *drvConn) writeTLS(out [][]byte)                          {}
-func (d *drvConn) handshakeTimeout(now int64)                     {}
-func (t *drvTLS) close()                                          {}
+func (d *drvConn) writeTLS(out [][]byte)                         {}
+func (d *drvConn) handshakeTimeout(now int64)                    {}
+func (t *drvTLS) close()                                         {}

@@ -393,7 +393,7 @@ func itRun(t *testing.T, be *itBackend, addr netip.AddrPort, cfg Config, sc *Ses
 		e.Dial(Dial{Path: uint64(c % 7), Host: "localhost", Addr: addr, Config: sc})
 	}
 	itWait(t, r.doneCh, n, 60*time.Second, "Done")
-	ctx, cancel := context.WithTimeout(context.Background(), 10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
@@ -507,7 +507,7 @@ func TestDriverSourceBinding(t *testing.T) {
 		}
 	}
 	itWait(t, r.doneCh, n, 20*time.Second, "Done")
-	ctx, cancel := context.WithTimeout(context.Background(), 10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.Stop(ctx); err != nil {
 		t.Fatal(err)
