@@ -158,3 +158,33 @@ func TestQPLines(t *testing.T) {
 		t.Fatalf("decoded QP lacks the value")
 	}
 }
+
+func TestNewsletterSegments(t *testing.T) {
+	tp := loadNewsletter(t)
+	m := AcquireMessage()
+	defer m.Release()
+	if err := tp.Render(m, []string{"a@example.org", "Ann", "Gent", "pro", "https://u.example/1", ""}, []byte("Message-ID: <1@x>\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.Segs); n > 40 {
+		t.Errorf("got %d segments; want at most 40", n)
+	}
+	if last := m.Segs[len(m.Segs)-1]; &last[0] != &dataEnd[0] {
+		t.Errorf("last segment is not the shared end-of-data line: %q", last)
+	}
+	static := 0
+	for _, s := range m.Segs {
+		if len(s) == 0 {
+			t.Fatal("empty segment")
+		}
+		for _, o := range tp.ops {
+			if len(o.static) > 0 && &o.static[0] == &s[0] {
+				static += len(s)
+			}
+		}
+	}
+	if static < m.Len()*8/10 {
+		t.Errorf("only %d of %d bytes are shared static segments", static, m.Len())
+	}
+	t.Logf("%d segments, %d bytes, %d static", len(m.Segs), m.Len(), static)
+}
