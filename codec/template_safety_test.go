@@ -375,3 +375,30 @@ func TestRenderTooFewValues(t *testing.T) {
 		t.Fatalf("got %v; want ErrTemplateValues", err)
 	}
 }
+
+func TestCompileShapes(t *testing.T) {
+	cols := []string{"name"}
+	for i, c := range []struct {
+		src, want string
+	}{
+		// A part without headers, a part without a body, nested multipart.
+		{"Subject: s\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\r\nA {{name}}\r\n--o\r\nContent-Type: text/plain\r\n--o\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\n\r\nB {{name}}\r\n--i--\r\n--o--\r\n",
+			"Subject: s\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\r\nA v\r\n--o\r\nContent-Type: text/plain\r\n\r\n\r\n--o\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\n\r\nB v\r\n--i--\r\n--o--\r\n.\r\n"},
+		// Single-part quoted-printable and base64 bodies with holes.
+		{"Subject: s\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=3D{{name}}\r\n",
+			"Subject: s\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=3Dv\r\n.\r\n"},
+		{"Subject: s\r\nContent-Transfer-Encoding: base64\r\n\r\nYSB7e25hbWV9fQ==\r\n", // "a {{name}}"
+			"Subject: s\r\nContent-Transfer-Encoding: base64\r\n\r\nYSB2\r\n.\r\n"},
+		// Parts without holes are kept as written.
+		{"Subject: s\r\nContent-Transfer-Encoding: base64\r\n\r\nYWJj\r\n", "Subject: s\r\nContent-Transfer-Encoding: base64\r\n\r\nYWJj\r\n.\r\n"},
+	} {
+		tp, err := CompileTemplate([]byte(c.src), cols)
+		if err != nil {
+			t.Errorf("#%d: %v", i, err)
+			continue
+		}
+		if got := renderString(t, tp, []string{"v"}, ""); got != c.want {
+			t.Errorf("#%d: got %q; want %q", i, got, c.want)
+		}
+	}
+}
