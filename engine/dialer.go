@@ -19,7 +19,7 @@ type dialPool struct {
 	e      *Engine
 	mu     sync.Mutex
 	cond   *sync.Cond
-	q      []Dial
+	q      []dialReq
 	head   int
 	err    error // set by stop: queued and new requests fail with it
 	ctx    context.Context
@@ -40,8 +40,14 @@ func (p *dialPool) start(n int) {
 	}
 }
 
+// dialReq is a Dial and, for relay connections, the pool that redials.
+type dialReq struct {
+	Dial
+	relay *RelayPool
+}
+
 // push queues d; after stop it fails d asynchronously.
-func (p *dialPool) push(d Dial) {
+func (p *dialPool) push(d dialReq) {
 	p.mu.Lock()
 	if err := p.err; err != nil {
 		p.mu.Unlock()
@@ -54,17 +60,17 @@ func (p *dialPool) push(d Dial) {
 }
 
 // pop blocks for the next request; ok is false once the pool is stopped.
-func (p *dialPool) pop() (d Dial, ok bool) {
+func (p *dialPool) pop() (d dialReq, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.head == len(p.q) && p.err == nil {
 		p.cond.Wait()
 	}
 	if p.err != nil {
-		return Dial{}, false
+		return dialReq{}, false
 	}
 	d = p.q[p.head]
-	p.q[p.head] = Dial{}
+	p.q[p.head] = dialReq{}
 	p.head++
 	if p.head == len(p.q) {
 		p.q, p.head = p.q[:0], 0
@@ -88,7 +94,7 @@ func (p *dialPool) stop(err error) {
 		p.cancel()
 	}
 	for _, d := range q {
-		p.e.failDial(d, netipZero(d), err)
+		p.e.failDial(d, netipZero(d.Dial), err)
 	}
 }
 
@@ -111,19 +117,22 @@ func netipZero(d Dial) ConnInfo {
 }
 
 // failDial reports a dial that produced no session.
-func (e *Engine) failDial(d Dial, info ConnInfo, err error) {
+func (e *Engine) failDial(d dialReq, info ConnInfo, err error) {
 	e.st.dialFailures.Add(1)
 	e.st.dialing.Add(-1)
 	if info.ID == 0 {
 		info.ID = e.ids.Add(1)
 	}
 	e.cfg.Reporter.ConnClosed(info, err)
+	if d.relay != nil {
+		d.relay.ended(err)
+	}
 	e.connEnded()
 }
 
 // dialOne dials d and enrolls the socket; on any failure it reports
 // ConnClosed itself.
-func (e *Engine) dialOne(ctx context.Context, d Dial) {
+func (e *Engine) dialOne(ctx context.Context, d dialReq) {
 	e.st.dials.Add(1)
 	info := ConnInfo{ID: e.ids.Add(1), Path: d.Path, Source: d.Source, Host: d.Host, Addr: d.Addr}
 	timeout := d.Config.Timeouts.Connect

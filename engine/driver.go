@@ -188,21 +188,21 @@ func (e *Engine) Dial(d Dial) {
 	e.st.dialing.Add(1)
 	switch e.state.Load() {
 	case engRunning:
-		e.dials.push(d)
+		e.dials.push(dialReq{Dial: d})
 		return
 	case engNew:
-		e.failDialAsync(d, ErrNotStarted)
+		e.failDialAsync(dialReq{Dial: d}, ErrNotStarted)
 	case engStopping:
-		e.failDialAsync(d, ErrEngineStopping)
+		e.failDialAsync(dialReq{Dial: d}, ErrEngineStopping)
 	default:
-		e.failDialAsync(d, ErrEngineClosed)
+		e.failDialAsync(dialReq{Dial: d}, ErrEngineClosed)
 	}
 }
 
 // failDialAsync reports a dial refused before it started, off the caller's
 // goroutine (the caller may hold locks its Reporter takes).
-func (e *Engine) failDialAsync(d Dial, err error) {
-	go e.failDial(d, netipZero(d), err)
+func (e *Engine) failDialAsync(d dialReq, err error) {
+	go e.failDial(d, netipZero(d.Dial), err)
 }
 
 // Wake makes the idle sessions of path ask the Feeder again soon (on their

@@ -169,8 +169,8 @@ func (s *Session) Feed(in []byte, now int64) (int, error) {
 			for i := range env.Rcpts {
 				s.r.Outcome(env, i, Outcome{Result: ResultDelivered, Code: rep.Code})
 			}
-			s.r.Done(env)
 			env.Body.Release()
+			s.r.Done(env)
 			s.info.Delivered++
 			if len(s.cur) == 0 && s.cfg.MaxMessages > 0 && s.sent >= s.cfg.MaxMessages {
 				s.sendQuit()

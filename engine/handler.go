@@ -298,7 +298,7 @@ type drvConn struct {
 	c    gnet.Conn
 	s    *Session
 	cfg  *SessionConfig
-	dial Dial
+	dial dialReq
 	info ConnInfo
 	idx  int // in l.conns
 
@@ -310,7 +310,7 @@ type drvConn struct {
 	tls      *drvTLS // nil: plaintext
 }
 
-func newConn(e *Engine, d Dial, info ConnInfo) *drvConn {
+func newConn(e *Engine, d dialReq, info ConnInfo) *drvConn {
 	cfg := d.Config
 	if cfg.TLS == TLSOpportunistic && e.cfg.TLSCache != nil && e.cfg.TLSCache.Broken(d.Host) {
 		c := *cfg
@@ -329,8 +329,12 @@ func (d *drvConn) Done(env *Envelope) { d.e.cfg.Reporter.Done(env) }
 // ConnClosed forwards to the engine's Reporter unless the connection is
 // being replaced by a plaintext redial.
 func (d *drvConn) ConnClosed(c ConnInfo, err error) {
-	if !d.retry {
-		d.e.cfg.Reporter.ConnClosed(c, err)
+	if d.retry {
+		return
+	}
+	d.e.cfg.Reporter.ConnClosed(c, err)
+	if d.dial.relay != nil {
+		d.dial.relay.ended(err)
 	}
 }
 

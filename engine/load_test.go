@@ -1,0 +1,279 @@
+//go:build spatedriver
+
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spate-mta/spate/codec"
+)
+
+// ---- Postfix smtp-sink ----
+
+const ldSinkBin = "/usr/sbin/smtp-sink"
+
+// ldSink starts Postfix's smtp-sink on a free loopback port (skips the test
+// if it is not installed) and returns its address.
+func ldSink(tb testing.TB, extra ...string) netip.AddrPort {
+	tb.Helper()
+	if _, err := os.Stat(ldSinkBin); err != nil {
+		tb.Skip("smtp-sink not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	args := append([]string{}, extra...)
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "nobody")
+	}
+	args = append(args, addr, "1024")
+	cmd := exec.Command(ldSinkBin, args...)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 200 {
+			tb.Fatalf("smtp-sink did not listen: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return netip.MustParseAddrPort(addr)
+}
+
+// ---- a recycling feeder: steady state allocates nothing ----
+
+// ldFeeder renders a 1-field template per message into pooled Messages and
+// recycles Envelopes on Done. It counts deliveries.
+type ldFeeder struct {
+	tmpl      *codec.Template
+	total     int64
+	next      atomic.Int64
+	delivered atomic.Int64
+	failed    atomic.Int64
+	closed    atomic.Int64
+	pool      sync.Pool
+	values    []string
+	doneCh    chan struct{}
+	once      sync.Once
+}
+
+func newLDFeeder(tb testing.TB, total int64, size int) *ldFeeder {
+	var src bytes.Buffer
+	src.WriteString("From: <sender@bench.test>\r\nTo: <{{email}}>\r\nSubject: bench\r\n\r\n")
+	for src.Len() < size {
+		src.WriteString("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\r\n")
+	}
+	t, err := codec.CompileTemplate(src.Bytes(), []string{"email"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := &ldFeeder{tmpl: t, total: total, values: []string{"user@bench.test"}, doneCh: make(chan struct{})}
+	f.pool.New = func() any {
+		return &Envelope{From: "sender@bench.test", Rcpts: []string{"user@bench.test"}}
+	}
+	return f
+}
+
+func (f *ldFeeder) Next(c ConnInfo, now time.Time) *Envelope {
+	if f.next.Add(1) > f.total {
+		return nil
+	}
+	env := f.pool.Get().(*Envelope)
+	m := codec.AcquireMessage()
+	if err := f.tmpl.Render(m, f.values, nil); err != nil {
+		panic(err)
+	}
+	env.Body, env.Size = m, m.Len()
+	return env
+}
+
+func (f *ldFeeder) Outcome(env *Envelope, i int, o Outcome) {
+	if o.Result == ResultDelivered {
+		if f.delivered.Add(1)+f.failed.Load() == f.total {
+			f.once.Do(func() { close(f.doneCh) })
+		}
+	} else if f.failed.Add(1)+f.delivered.Load() == f.total {
+		f.once.Do(func() { close(f.doneCh) })
+	}
+}
+
+func (f *ldFeeder) Done(env *Envelope) {
+	env.Body = nil
+	f.pool.Put(env)
+}
+
+func (f *ldFeeder) ConnClosed(c ConnInfo, err error) { f.closed.Add(1) }
+
+// ldRun sends total messages over sessions connections to addr and returns
+// the wall time and this process's CPU time (user+sys) for the run.
+func ldRun(tb testing.TB, addr netip.AddrPort, sessions int, total int64, size int, loops int) (wall, cpu time.Duration, f *ldFeeder) {
+	tb.Helper()
+	f = newLDFeeder(tb, total, size)
+	e, err := New(Config{Feeder: f, Reporter: f, Loops: loops, Logf: tb.Logf})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	defer e.Close()
+	sc := &SessionConfig{EHLOName: "spate.bench.test", TLS: TLSDisabled, Timeouts: DefaultTimeouts()}
+	runtime.GC()
+	u0 := ldRusage()
+	start := time.Now()
+	for i := 0; i < sessions; i++ {
+		e.Dial(Dial{Path: uint64(i), Host: "sink", Addr: addr, Config: sc})
+	}
+	select {
+	case <-f.doneCh:
+	case <-time.After(120 * time.Second):
+		tb.Fatalf("run incomplete after 120s: delivered %d failed %d of %d, stats %+v", f.delivered.Load(), f.failed.Load(), total, e.Stats())
+	}
+	wall = time.Since(start)
+	cpu = ldRusage() - u0
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Stop(ctx); err != nil {
+		tb.Errorf("Stop: %v", err)
+	}
+	if f.failed.Load() != 0 {
+		tb.Fatalf("%d messages failed", f.failed.Load())
+	}
+	return wall, cpu, f
+}
+
+func ldRusage() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestDriverSmtpSink pipelines 2,000 messages over 10 sessions into
+// Postfix's smtp-sink (which advertises PIPELINING).
+func TestDriverSmtpSink(t *testing.T) {
+	addr := ldSink(t)
+	_, _, f := ldRun(t, addr, 10, 2000, 1000, 2)
+	if f.delivered.Load() != 2000 {
+		t.Fatalf("delivered %d; want 2000", f.delivered.Load())
+	}
+	if f.closed.Load() != 10 {
+		t.Fatalf("ConnClosed %d times; want 10", f.closed.Load())
+	}
+}
+
+// BenchmarkDriverSink measures the engine's cost per message (session +
+// driver + template render) against smtp-sink: 10 sessions, 1 KB, 1 rcpt.
+// Allocations are this process's only (the sink is another process).
+func BenchmarkDriverSink(b *testing.B) {
+	addr := ldSink(b)
+	f := newLDFeeder(b, int64(b.N), 1000)
+	e, err := New(Config{Feeder: f, Reporter: f, Loops: 2, Logf: b.Logf})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	sc := &SessionConfig{EHLOName: "spate.bench.test", TLS: TLSDisabled, Timeouts: DefaultTimeouts()}
+	b.ReportAllocs()
+	b.SetBytes(1000)
+	b.ResetTimer()
+	u0 := ldRusage()
+	for i := 0; i < 10; i++ {
+		e.Dial(Dial{Path: uint64(i), Host: "sink", Addr: addr, Config: sc})
+	}
+	select {
+	case <-f.doneCh:
+	case <-time.After(120 * time.Second):
+		b.Fatalf("incomplete: %d of %d", f.delivered.Load(), b.N)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(ldRusage()-u0)/float64(b.N)/1e3, "cpu-µs/msg")
+	e.Close()
+}
+
+// ---- side-by-side comparison (SPATE_LOAD=1) ----
+
+var ldRateRE = regexp.MustCompile(`rate=([0-9.]+)`)
+
+// ldChild runs a peer client and returns its wall time and CPU (user+sys).
+func ldChild(t *testing.T, name string, args ...string) (wall, cpu time.Duration, out []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall = time.Since(start)
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	ps := cmd.ProcessState
+	return wall, ps.UserTime() + ps.SystemTime(), out
+}
+
+// TestLoadCompare: same sink, same run, 100 sessions, 1 KB, 1 rcpt,
+// SPATE_LOAD_N messages (default 100,000): spate vs smtp-source vs gopipe.
+func TestLoadCompare(t *testing.T) {
+	if os.Getenv("SPATE_LOAD") == "" {
+		t.Skip("set SPATE_LOAD=1")
+	}
+	n := int64(100000)
+	if s := os.Getenv("SPATE_LOAD_N"); s != "" {
+		n, _ = strconv.ParseInt(s, 10, 64)
+	}
+	sessions := 100
+	addr := ldSink(t)
+	report := func(name string, wall, cpu time.Duration) {
+		t.Logf("%-12s %8.0f msg/s  wall %6.2fs  cpu %6.2fs  %5.2f µs/msg", name,
+			float64(n)/wall.Seconds(), wall.Seconds(), cpu.Seconds(), float64(cpu.Microseconds())/float64(n))
+	}
+	for _, loops := range []int{1, 2} {
+		wall, cpu, _ := ldRun(t, addr, sessions, n, 1000, loops)
+		report(fmt.Sprintf("spate/%dloop", loops), wall, cpu)
+	}
+	if src, err := exec.LookPath("smtp-source"); err == nil {
+		wall, cpu, _ := ldChild(t, src, "-d", "-s", strconv.Itoa(sessions), "-m", strconv.FormatInt(n, 10), "-l", "1000", addr.String())
+		report("smtp-source", wall, cpu)
+	} else if _, err := os.Stat("/usr/sbin/smtp-source"); err == nil {
+		wall, cpu, _ := ldChild(t, "/usr/sbin/smtp-source", "-d", "-s", strconv.Itoa(sessions), "-m", strconv.FormatInt(n, 10), "-l", "1000", addr.String())
+		report("smtp-source", wall, cpu)
+	}
+	gp := filepath.Join(t.TempDir(), "gopipe")
+	build := exec.Command("go", "build", "-o", gp, ".")
+	build.Dir = "/work/shared/peers/gopipe"
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Logf("gopipe not built: %v\n%s", err, out)
+		return
+	}
+	wall, cpu, out := ldChild(t, gp, "-addr", addr.String(), "-c", strconv.Itoa(sessions), "-n", strconv.FormatInt(n, 10), "-size", "1000", "-r", "1")
+	if m := ldRateRE.FindSubmatch(out); m == nil {
+		t.Fatalf("gopipe output: %s", out)
+	}
+	report("gopipe", wall, cpu)
+}
