@@ -50,6 +50,12 @@ func (f *itFeeder) Next(c ConnInfo, now time.Time) *Envelope {
 	return env
 }
 
+func (f *itFeeder) queued() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.q)
+}
+
 func (f *itFeeder) add(envs ...*Envelope) {
 	f.mu.Lock()
 	f.q = append(f.q, envs...)
