@@ -157,6 +157,15 @@ func (e *Engine) dialOne(ctx context.Context, d dialReq) {
 		}
 	}
 	dc := newConn(e, d, info)
+	if dc.cfg.TLS == TLSImplicit {
+		if e.state.Load() == engClosed {
+			nc.Close()
+			e.failDial(d, info, ErrEngineClosed)
+			return
+		}
+		e.startImplicit(dc, nc)
+		return
+	}
 	l := e.loopFor(d.Path)
 	// Close takes the write lock before stopping the loops, so a loop is
 	// running while a worker waits in EnrollContext for OnOpen.

@@ -115,6 +115,8 @@ type Engine struct {
 	st    stats
 	dials dialPool
 
+	goConns goConnSet // sessions on the goroutine driver (TLS)
+
 	enrollMu  sync.RWMutex // read: a worker enrolling; write: Close stopping the loops
 	closeOnce sync.Once
 	idle      chan struct{} // signalled (non-blocking) when a connection ends
@@ -270,6 +272,7 @@ func (e *Engine) Close() {
 		if prev == engNew {
 			return
 		}
+		e.goConns.closeAll()
 		e.enrollMu.Lock()
 		for _, l := range e.loops {
 			// Stop runs OnClose for every connection on the loop goroutine

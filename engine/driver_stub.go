@@ -7,6 +7,7 @@ package engine
 // -tags spatedriver,spatedriverstub. Happy path only.
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -23,6 +24,7 @@ const (
 	stubData
 	stubFinal
 	stubQuit
+	stubStartTLS
 )
 
 type Session struct {
@@ -39,6 +41,7 @@ type Session struct {
 	wantClose bool
 	deadline  int64
 	sent      int
+	wantsTLS  bool
 }
 
 func NewSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) *Session {
@@ -48,8 +51,17 @@ func NewSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int
 }
 
 func (s *Session) Info() *ConnInfo            { return &s.info }
-func (s *Session) WantsTLS() bool             { return false }
-func (s *Session) TLSDone(err error, n int64) {}
+func (s *Session) WantsTLS() bool { return s.wantsTLS }
+func (s *Session) TLSDone(err error, n int64) {
+	s.wantsTLS = false
+	if err != nil {
+		s.wantClose = true
+		return
+	}
+	s.info.TLS = true
+	s.cmd = codec.AppendEHLO(s.cmd, s.cfg.EHLOName)
+	s.exp = append(s.exp, stubEHLO)
+}
 func (s *Session) RetryPlain() bool           { return false }
 func (s *Session) WantsClose() bool           { return s.wantClose }
 func (s *Session) Deadline() int64            { return s.deadline }
@@ -148,7 +160,18 @@ func (s *Session) Feed(in []byte, now int64) (int, error) {
 		case stubBanner:
 			s.cmd = codec.AppendEHLO(s.cmd, s.cfg.EHLOName)
 			s.exp = append(s.exp, stubEHLO)
+		case stubStartTLS:
+			s.wantsTLS = true
+			return used, nil
 		case stubEHLO:
+			if s.cfg.TLS == TLSImplicit {
+				s.info.TLS = true
+			}
+			if !s.info.TLS && (s.cfg.TLS == TLSRequired || s.cfg.TLS == TLSOpportunistic) && bytes.Contains(rep.Raw, []byte("STARTTLS")) {
+				s.cmd = codec.AppendStartTLS(s.cmd)
+				s.exp = append(s.exp, stubStartTLS)
+				continue
+			}
 			s.ready = true
 			s.take(now)
 		case stubData:

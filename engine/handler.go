@@ -223,9 +223,6 @@ func (l *drvLoop) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	now := time.Now().UnixNano()
 	d.s = NewSession(d.cfg, d.info, e, d, now)
 	l.add(d)
-	if d.cfg.TLS == TLSImplicit {
-		d.startTLS(now)
-	}
 	if l.draining {
 		d.drain(now)
 	}
@@ -268,6 +265,9 @@ func (l *drvLoop) OnClose(c gnet.Conn, err error) gnet.Action {
 	d.closed = true
 	e := l.e
 	l.remove(d)
+	if d.handedOff {
+		return gnet.None // the goroutine driver owns the session now
+	}
 	now := time.Now().UnixNano()
 	if d.closeErr != nil {
 		err = d.closeErr
@@ -302,12 +302,15 @@ type drvConn struct {
 	info ConnInfo
 	idx  int // in l.conns
 
-	opened   atomic.Bool // OnOpen ran (read by the dial worker)
-	closing  bool        // close requested
-	closed   bool        // OnClose ran
-	retry    bool        // replaced by a plaintext redial
-	closeErr error
-	tls      *drvTLS // nil: plaintext
+	opened  atomic.Bool // OnOpen ran (read by the dial worker)
+	closing bool        // close requested
+	closed  bool        // OnClose ran
+	retry   bool        // replaced by a plaintext redial
+	// handedOff: the session moved to the goroutine driver (TLS); the
+	// gnet side only closes its descriptor.
+	handedOff bool
+	closeErr  error
+	tls       *drvTLS // nil: plaintext
 }
 
 func newConn(e *Engine, d dialReq, info ConnInfo) *drvConn {
@@ -362,7 +365,10 @@ func (d *drvConn) pump(now int64) gnet.Action {
 		return gnet.Close
 	}
 	if d.tls == nil && d.s.WantsTLS() {
-		d.startTLS(now)
+		d.startTLS(now) // hands the session to the goroutine driver
+		if d.handedOff {
+			return gnet.Close
+		}
 	}
 	if d.tls != nil && d.tls.handshaking {
 		return gnet.None
