@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -276,4 +277,169 @@ func TestLoadCompare(t *testing.T) {
 		t.Fatalf("gopipe output: %s", out)
 	}
 	report("gopipe", wall, cpu)
+}
+
+// ---- 10,000 sessions against a sink answering after 100 ms ----
+
+// TestLatencySinkChild is not a test: run by TestLoadLatency in a child
+// process (SPATE_SINK_CHILD=addr,latency), it serves a pipelining sink that
+// answers each batch of commands latency after it arrived.
+func TestLatencySinkChild(t *testing.T) {
+	spec := os.Getenv("SPATE_SINK_CHILD")
+	if spec == "" {
+		t.Skip("child process only")
+	}
+	var addr string
+	var lat time.Duration
+	if i := bytes.IndexByte([]byte(spec), ','); i > 0 {
+		addr = spec[:i]
+		lat, _ = time.ParseDuration(spec[i+1:])
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go ldLatencyConn(c, lat)
+	}
+}
+
+func ldLatencyConn(c net.Conn, lat time.Duration) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 4096)
+	var out []byte
+	out = append(out, "220 sink\r\n"...)
+	first := time.Now()
+	inData := false
+	for {
+		if br.Buffered() == 0 && len(out) > 0 {
+			if d := lat - time.Since(first); d > 0 {
+				time.Sleep(d)
+			}
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+			out = out[:0]
+		}
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		if len(out) == 0 {
+			first = time.Now()
+		}
+		if inData {
+			if len(line) == 3 && line[0] == '.' {
+				inData = false
+				out = append(out, "250 2.0.0 ok\r\n"...)
+			}
+			continue
+		}
+		switch {
+		case len(line) >= 4 && (line[0]|0x20) == 'e':
+			out = append(out, "250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n"...)
+		case len(line) >= 4 && (line[0]|0x20) == 'd':
+			inData = true
+			out = append(out, "354 go\r\n"...)
+		case len(line) >= 4 && (line[0]|0x20) == 'q':
+			c.Write(append(out, "221 bye\r\n"...))
+			return
+		default:
+			out = append(out, "250 ok\r\n"...)
+		}
+	}
+}
+
+// TestLoadLatency: SPATE_LOAD_SESSIONS (default 10,000) sessions against a
+// sink (child process) answering after 100 ms; reports throughput against
+// the latency bound (sessions / 100 ms, one message per round trip) and
+// this process's RSS growth per session.
+func TestLoadLatency(t *testing.T) {
+	if os.Getenv("SPATE_LOAD") == "" {
+		t.Skip("set SPATE_LOAD=1")
+	}
+	sessions := 10000
+	if s := os.Getenv("SPATE_LOAD_SESSIONS"); s != "" {
+		sessions, _ = strconv.Atoi(s)
+	}
+	lat := 100 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLatencySinkChild$", "-test.timeout=10m")
+	cmd.Env = append(os.Environ(), "SPATE_SINK_CHILD="+addr+","+lat.String())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 300 {
+			t.Fatal("sink child not listening")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	total := int64(sessions) * 20 // about 20 round trips per session
+	f := newLDFeeder(t, total, 1000)
+	e, err := New(Config{Feeder: f, Reporter: f, Loops: 2, DialWorkers: 64, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	runtime.GC()
+	rss0 := ldRSS()
+	sc := &SessionConfig{EHLOName: "spate.bench.test", TLS: TLSDisabled, Timeouts: DefaultTimeouts()}
+	start := time.Now()
+	for i := 0; i < sessions; i++ {
+		e.Dial(Dial{Path: uint64(i), Host: "sink", Addr: netip.MustParseAddrPort(addr), Config: sc})
+	}
+	var peak int64
+	var rssPeak int64
+	tk := time.NewTicker(250 * time.Millisecond)
+	defer tk.Stop()
+	timeout := time.After(180 * time.Second)
+wait:
+	for {
+		select {
+		case <-f.doneCh:
+			break wait
+		case <-tk.C:
+			if o := e.Stats().Open; o > peak {
+				peak = o
+				rssPeak = ldRSS()
+			}
+		case <-timeout:
+			t.Fatalf("incomplete: delivered %d of %d, stats %+v", f.delivered.Load(), total, e.Stats())
+		}
+	}
+	wall := time.Since(start)
+	rate := float64(total) / wall.Seconds()
+	bound := float64(sessions) / lat.Seconds()
+	t.Logf("%d sessions, latency %v: %d msgs in %.2fs = %.0f msg/s; latency bound %.0f msg/s (%.0f%%); peak open %d; RSS +%d KB at peak = %.1f KB/session",
+		sessions, lat, total, wall.Seconds(), rate, bound, 100*rate/bound, peak, (rssPeak-rss0)>>10, float64(rssPeak-rss0)/1024/float64(max(peak, 1)))
+}
+
+// ldRSS returns this process's resident set size in bytes.
+func ldRSS() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, res int64
+	fmt.Sscan(string(b), &size, &res)
+	return res * int64(os.Getpagesize())
 }
