@@ -4,12 +4,15 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 )
 
 // drvScripted is a raw SMTP server that answers like a pipelining MTA and
@@ -213,3 +216,87 @@ func TestDriverRelayPool(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// drvFakeConn records what writev hands to gnet.
+type drvFakeConn struct {
+	gnet.Conn
+	calls [][]int // iovec lengths per call
+	got   []byte
+}
+
+func (c *drvFakeConn) Write(p []byte) (int, error) {
+	c.calls = append(c.calls, []int{len(p)})
+	c.got = append(c.got, p...)
+	return len(p), nil
+}
+
+func (c *drvFakeConn) Writev(bs [][]byte) (int, error) {
+	var lens []int
+	n := 0
+	for _, b := range bs {
+		lens = append(lens, len(b))
+		c.got = append(c.got, b...)
+		n += len(b)
+	}
+	c.calls = append(c.calls, lens)
+	return n, nil
+}
+
+func TestDriverWritevMerge(t *testing.T) {
+	big := bytes.Repeat([]byte("B"), 2000)
+	for _, tc := range []struct {
+		name      string
+		segs      [][]byte
+		wantCalls int
+		wantIOV   []int // iovec count per call
+	}{
+		{"one-small", [][]byte{[]byte("MAIL FROM:<a@b>\r\n")}, 1, []int{1}},
+		{"commands-merged", [][]byte{[]byte("MAIL FROM:<a@b>\r\n"), []byte("RCPT TO:<c@d>\r\n"), []byte("DATA\r\n")}, 1, []int{1}},
+		{"body", [][]byte{[]byte("hdr\r\n"), big, []byte(".\r\n"), []byte("MAIL FROM:<a@b>\r\n")}, 1, []int{3}},
+		{"many-big", func() [][]byte {
+			var s [][]byte
+			for i := 0; i < 200; i++ {
+				s = append(s, big, []byte("x\r\n"))
+			}
+			return s
+		}(), 7, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLoop(&Engine{}, 0)
+			c := &drvFakeConn{}
+			var want []byte
+			for _, s := range tc.segs {
+				want = append(want, s...)
+			}
+			l.writev(c, tc.segs)
+			if !bytes.Equal(c.got, want) {
+				t.Fatalf("bytes differ: got %d, want %d", len(c.got), len(want))
+			}
+			if len(c.calls) != tc.wantCalls {
+				t.Fatalf("got %d writes %v; want %d", len(c.calls), c.calls, tc.wantCalls)
+			}
+			for i, call := range c.calls {
+				if len(call) > drvMaxIOV {
+					t.Fatalf("write %d has %d iovecs; cap %d", i, len(call), drvMaxIOV)
+				}
+				if tc.wantIOV != nil && len(call) != tc.wantIOV[i] {
+					t.Fatalf("write %d has %d iovecs %v; want %d", i, len(call), call, tc.wantIOV[i])
+				}
+			}
+		})
+	}
+	// Steady state: no allocation.
+	l := newLoop(&Engine{}, 0)
+	c := &drvFakeConn{}
+	segs := [][]byte{[]byte("hdr\r\n"), big, []byte(".\r\n"), []byte("MAIL FROM:<a@b>\r\n")}
+	var nullc gnet.Conn = &drvNullConn{}
+	if n := testing.AllocsPerRun(100, func() { l.writev(nullc, segs) }); n != 0 {
+		t.Fatalf("writev allocates %v per call; want 0", n)
+	}
+	_ = c
+}
+
+type drvNullConn struct{ gnet.Conn }
+
+func (*drvNullConn) Write(p []byte) (int, error)     { return len(p), nil }
+func (*drvNullConn) Writev(bs [][]byte) (int, error) { return 0, nil }

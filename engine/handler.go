@@ -40,11 +40,14 @@ type drvLoop struct {
 
 	// loop goroutine only
 	conns    []*drvConn
-	byPath   map[uint64][]*drvConn
-	iov      [][]byte
-	small    []byte
-	draining bool
+	byPath map[uint64][]*drvConn
+	iov    [][]byte
+	small  []byte
 }
+
+// draining reports whether the engine is stopping (sessions should QUIT
+// once idle instead of asking the Feeder).
+func (l *drvLoop) draining() bool { return l.e.state.Load() >= engStopping }
 
 var _ gnet.EventHandler = (*drvLoop)(nil)
 
@@ -108,7 +111,7 @@ func (l *drvLoop) sweep() {
 		}
 		switch {
 		case d.closing:
-		case l.draining:
+		case l.draining():
 			d.s.Drain(now) // again each tick: a busy session QUITs once idle
 		default:
 			d.s.Poll(now)
@@ -134,7 +137,7 @@ func (l *drvLoop) runWakes() {
 	paths := l.wakes
 	l.wakes, l.wakeSpare = l.wakeSpare, paths
 	l.wakeMu.Unlock()
-	if l.draining {
+	if l.draining() {
 		clear(paths)
 		return
 	}
@@ -162,7 +165,6 @@ func (l *drvLoop) drain() { l.execute(l.drainRun) }
 
 // runDrain asks every session to finish and QUIT. Loop goroutine.
 func (l *drvLoop) runDrain() {
-	l.draining = true
 	now := time.Now().UnixNano()
 	for i := len(l.conns) - 1; i >= 0; i-- {
 		if i >= len(l.conns) {
@@ -223,7 +225,7 @@ func (l *drvLoop) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	now := time.Now().UnixNano()
 	d.s = NewSession(d.cfg, d.info, e, d, now)
 	l.add(d)
-	if l.draining {
+	if l.draining() {
 		d.drain(now)
 	}
 	return nil, d.pump(now)
