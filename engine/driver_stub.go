@@ -50,8 +50,8 @@ func NewSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int
 	return s
 }
 
-func (s *Session) Info() *ConnInfo            { return &s.info }
-func (s *Session) WantsTLS() bool { return s.wantsTLS }
+func (s *Session) Info() *ConnInfo { return &s.info }
+func (s *Session) WantsTLS() bool  { return s.wantsTLS }
 func (s *Session) TLSDone(err error, n int64) {
 	s.wantsTLS = false
 	if err != nil {
@@ -62,11 +62,11 @@ func (s *Session) TLSDone(err error, n int64) {
 	s.cmd = codec.AppendEHLO(s.cmd, s.cfg.EHLOName)
 	s.exp = append(s.exp, stubEHLO)
 }
-func (s *Session) RetryPlain() bool           { return false }
-func (s *Session) WantsClose() bool           { return s.wantClose }
-func (s *Session) Deadline() int64            { return s.deadline }
-func (s *Session) Expire(now int64)           { s.wantClose = true; s.fail(errors.New("timeout")) }
-func (s *Session) Flushed()                   { s.out = s.out[:0]; s.cmd = s.cmd[:0] }
+func (s *Session) RetryPlain() bool { return false }
+func (s *Session) WantsClose() bool { return s.wantClose }
+func (s *Session) Deadline() int64  { return s.deadline }
+func (s *Session) Expire(now int64) { s.wantClose = true; s.fail(errors.New("timeout")) }
+func (s *Session) Flushed()         { s.out = s.out[:0]; s.cmd = s.cmd[:0] }
 func (s *Session) Output() [][]byte {
 	if len(s.cmd) > 0 {
 		s.out = append(s.out, s.cmd)

@@ -39,7 +39,7 @@ type drvLoop struct {
 	tickRun, wakeRun, drainRun gnet.Runnable
 
 	// loop goroutine only
-	conns    []*drvConn
+	conns  []*drvConn
 	byPath map[uint64][]*drvConn
 	iov    [][]byte
 	small  []byte
