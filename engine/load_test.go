@@ -186,6 +186,17 @@ func TestDriverSmtpSink(t *testing.T) {
 	}
 }
 
+// TestDriverSmtpSinkNoPipelining: smtp-sink -p does not announce
+// PIPELINING (go-smtp's server always does, so this is the server-side
+// check of the one-command-at-a-time path).
+func TestDriverSmtpSinkNoPipelining(t *testing.T) {
+	addr := ldSink(t, "-p")
+	_, _, f := ldRun(t, addr, 10, 500, 1000, 2)
+	if f.delivered.Load() != 500 {
+		t.Fatalf("delivered %d; want 500", f.delivered.Load())
+	}
+}
+
 // BenchmarkDriverSink measures the engine's cost per message (session +
 // driver + template render) against smtp-sink: 10 sessions, 1 KB, 1 rcpt.
 // Allocations are this process's only (the sink is another process).
