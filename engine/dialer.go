@@ -1,5 +1,3 @@
-//go:build spatedriver
-
 package engine
 
 import (

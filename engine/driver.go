@@ -1,5 +1,3 @@
-//go:build spatedriver
-
 package engine
 
 import (
@@ -25,6 +23,9 @@ var (
 	ErrEngineClosed = errors.New("engine: engine closed")
 	// ErrEngineStopping is the error of dials refused during a graceful Stop.
 	ErrEngineStopping = errors.New("engine: engine stopping")
+	// ErrNoSession is returned by New while the package has no Session
+	// implementation wired to the driver (see driver_session.go).
+	ErrNoSession = errors.New("engine: no Session implementation wired to the driver")
 	// ErrNotStarted is returned by Dial's report when Start was not called.
 	ErrNotStarted = errors.New("engine: engine not started")
 )
@@ -124,6 +125,9 @@ type Engine struct {
 
 // New returns an engine; Start starts it.
 func New(cfg Config) (*Engine, error) {
+	if newDriverSession == nil {
+		return nil, ErrNoSession
+	}
 	if cfg.Feeder == nil || cfg.Reporter == nil {
 		return nil, errors.New("engine: Config needs a Feeder and a Reporter")
 	}

@@ -1,5 +1,3 @@
-//go:build spatedriver
-
 package engine
 
 import (
@@ -128,7 +126,7 @@ func (e *Engine) startImplicit(d *drvConn, nc net.Conn) {
 	e.st.opened.Add(1)
 	e.st.gor.Add(1)
 	d.opened.Store(true)
-	d.s = NewSession(d.cfg, d.info, e, d, time.Now().UnixNano())
+	d.s = newDriverSession(d.cfg, d.info, e, d, time.Now().UnixNano())
 	g := e.goConns.add(d, nc)
 	go g.run(nil, true)
 }
@@ -160,9 +158,9 @@ func (g *goConn) run(rest []byte, implicit bool) {
 			closeErr = ErrEngineClosed
 		}
 		d.retry = s.RetryPlain() && e.state.Load() == engRunning
-		s.Closed(closeErr, now)
 		e.st.open.Add(-1)
 		e.st.closed.Add(1)
+		s.Closed(closeErr, now)
 		if d.retry {
 			e.retryPlain(d)
 		}
@@ -200,7 +198,7 @@ func (g *goConn) run(rest []byte, implicit bool) {
 	tick := e.cfg.Tick
 	for {
 		if e.state.Load() != engRunning {
-			s.Drain(now)
+			drvDrain(s, now)
 		}
 		if out := s.Output(); out != nil {
 			for _, seg := range out {

@@ -1,5 +1,3 @@
-//go:build spatedriver
-
 package engine
 
 import (
@@ -112,7 +110,7 @@ func (l *drvLoop) sweep() {
 		switch {
 		case d.closing:
 		case l.draining():
-			d.s.Drain(now) // again each tick: a busy session QUITs once idle
+			drvDrain(d.s, now) // again each tick: a busy session QUITs once idle
 		default:
 			d.s.Poll(now)
 		}
@@ -223,7 +221,7 @@ func (l *drvLoop) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	e.st.open.Add(1)
 	e.st.opened.Add(1)
 	now := time.Now().UnixNano()
-	d.s = NewSession(d.cfg, d.info, e, d, now)
+	d.s = newDriverSession(d.cfg, d.info, e, d, now)
 	l.add(d)
 	if l.draining() {
 		d.drain(now)
@@ -281,9 +279,9 @@ func (l *drvLoop) OnClose(c gnet.Conn, err error) gnet.Action {
 		d.tls.close()
 	}
 	d.retry = d.s.RetryPlain() && e.state.Load() == engRunning
-	d.s.Closed(err, now)
 	e.st.open.Add(-1)
 	e.st.closed.Add(1)
+	d.s.Closed(err, now)
 	if d.retry {
 		e.retryPlain(d)
 	}
@@ -298,7 +296,7 @@ type drvConn struct {
 	e    *Engine
 	l    *drvLoop
 	c    gnet.Conn
-	s    *Session
+	s    driverSession
 	cfg  *SessionConfig
 	dial dialReq
 	info ConnInfo
@@ -460,6 +458,6 @@ func (d *drvConn) drain(now int64) {
 	if d.closing || d.closed {
 		return
 	}
-	d.s.Drain(now)
+	drvDrain(d.s, now)
 	d.settle(now)
 }

@@ -1,5 +1,3 @@
-//go:build spatedriver
-
 package engine
 
 import (
@@ -198,8 +196,9 @@ type itMsg struct {
 }
 
 type itBackend struct {
-	mu   sync.Mutex
-	msgs []itMsg
+	mu      sync.Mutex
+	msgs    []itMsg
+	remotes []string // one per SMTP session (EHLO)
 	// user/pass: if set, AUTH PLAIN is offered and required.
 	user, pass string
 	// dropAfter: if > 0, Data closes the connection after reading that
@@ -215,6 +214,9 @@ type itSession struct {
 }
 
 func (b *itBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	b.mu.Lock()
+	b.remotes = append(b.remotes, c.Conn().RemoteAddr().String())
+	b.mu.Unlock()
 	return &itSession{be: b, c: c}, nil
 }
 
@@ -437,6 +439,9 @@ func TestDriverGoSMTP(t *testing.T) {
 		{"pipelining-3rcpt", false, 10, 500, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.noPipe {
+				drvNeedsSession(t) // the stand-in always pipelines
+			}
 			be := &itBackend{}
 			addr := itServe(t, be, nil, false)
 			sc := itSessionConfig()
@@ -471,6 +476,7 @@ func TestDriverSTARTTLS(t *testing.T) {
 }
 
 func TestDriverImplicitTLSAuth(t *testing.T) {
+	drvNeedsSession(t)
 	cert, pool := itCert(t)
 	be := &itBackend{user: "relay", pass: "s3cret"}
 	addr := itServe(t, be, &tls.Config{Certificates: []tls.Certificate{cert}}, true)
@@ -486,6 +492,7 @@ func TestDriverImplicitTLSAuth(t *testing.T) {
 }
 
 func TestDriverAuthPlain(t *testing.T) {
+	drvNeedsSession(t)
 	be := &itBackend{user: "u", pass: "p"}
 	addr := itServe(t, be, nil, false)
 	sc := itSessionConfig()
@@ -501,33 +508,40 @@ func TestDriverAuthPlain(t *testing.T) {
 func TestDriverSourceBinding(t *testing.T) {
 	be := &itBackend{}
 	addr := itServe(t, be, nil, false)
-	e, f, r := itEngine(t, Config{})
+	e, _, r := itEngine(t, Config{})
 	sources := []netip.Addr{netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")}
-	n := 0
 	for i, src := range sources {
 		for k := 0; k < 3; k++ {
-			n++
-			env, _ := itEnvelope(uint64(n), 1, 200)
-			f.add(env)
 			e.Dial(Dial{Path: uint64(i), Source: src, Host: "localhost", Addr: addr, Config: itSessionConfig()})
 		}
 	}
-	itWait(t, r.doneCh, n, 20*time.Second, "Done")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		be.mu.Lock()
+		n := len(be.remotes)
+		be.mu.Unlock()
+		if n == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server saw %d sessions; want 6", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.Stop(ctx)
 	seen := map[string]int{}
 	be.mu.Lock()
-	for _, m := range be.msgs {
-		host, _, _ := net.SplitHostPort(m.remote)
+	for _, remote := range be.remotes {
+		host, _, _ := net.SplitHostPort(remote)
 		seen[host]++
 	}
 	be.mu.Unlock()
-	if seen["127.0.0.2"] == 0 || seen["127.0.0.3"] == 0 || seen["127.0.0.2"]+seen["127.0.0.3"] != n {
-		t.Fatalf("server saw sources %v; want only 127.0.0.2 and 127.0.0.3", seen)
+	if seen["127.0.0.2"] != 3 || seen["127.0.0.3"] != 3 {
+		t.Fatalf("server saw sources %v; want 3 from 127.0.0.2 and 3 from 127.0.0.3", seen)
 	}
+	itWait(t, r.closedCh, 6, 10*time.Second, "ConnClosed")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.closed {

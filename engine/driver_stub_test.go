@@ -1,14 +1,13 @@
-//go:build spatedriverstub
-
 package engine
 
-// A throwaway stand-in for the real Session (being written in session.go),
-// used only to exercise the driver before it lands. Build with
-// -tags spatedriver,spatedriverstub. Happy path only.
+// A stand-in for the real stubSession (session.go), used by the driver tests
+// only while newDriverSession is nil. Happy path only: no AUTH, fails the
+// connection on any 4xx/5xx, always pipelines.
 
 import (
 	"bytes"
 	"errors"
+	"testing"
 	"time"
 
 	"github.com/spate-mta/spate/codec"
@@ -27,7 +26,7 @@ const (
 	stubStartTLS
 )
 
-type Session struct {
+type stubSession struct {
 	cfg       *SessionConfig
 	info      ConnInfo
 	f         Feeder
@@ -44,15 +43,15 @@ type Session struct {
 	wantsTLS  bool
 }
 
-func NewSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) *Session {
-	s := &Session{cfg: cfg, info: info, f: f, r: r, exp: []stubKind{stubBanner}}
+func newStubSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) *stubSession {
+	s := &stubSession{cfg: cfg, info: info, f: f, r: r, exp: []stubKind{stubBanner}}
 	s.deadline = now + int64(cfg.Timeouts.Greeting)
 	return s
 }
 
-func (s *Session) Info() *ConnInfo { return &s.info }
-func (s *Session) WantsTLS() bool  { return s.wantsTLS }
-func (s *Session) TLSDone(err error, n int64) {
+func (s *stubSession) Info() *ConnInfo { return &s.info }
+func (s *stubSession) WantsTLS() bool  { return s.wantsTLS }
+func (s *stubSession) TLSDone(err error, n int64) {
 	s.wantsTLS = false
 	if err != nil {
 		s.wantClose = true
@@ -62,12 +61,12 @@ func (s *Session) TLSDone(err error, n int64) {
 	s.cmd = codec.AppendEHLO(s.cmd, s.cfg.EHLOName)
 	s.exp = append(s.exp, stubEHLO)
 }
-func (s *Session) RetryPlain() bool { return false }
-func (s *Session) WantsClose() bool { return s.wantClose }
-func (s *Session) Deadline() int64  { return s.deadline }
-func (s *Session) Expire(now int64) { s.wantClose = true; s.fail(errors.New("timeout")) }
-func (s *Session) Flushed()         { s.out = s.out[:0]; s.cmd = s.cmd[:0] }
-func (s *Session) Output() [][]byte {
+func (s *stubSession) RetryPlain() bool { return false }
+func (s *stubSession) WantsClose() bool { return s.wantClose }
+func (s *stubSession) Deadline() int64  { return s.deadline }
+func (s *stubSession) Expire(now int64) { s.wantClose = true; s.fail(errors.New("timeout")) }
+func (s *stubSession) Flushed()         { s.out = s.out[:0]; s.cmd = s.cmd[:0] }
+func (s *stubSession) Output() [][]byte {
 	if len(s.cmd) > 0 {
 		s.out = append(s.out, s.cmd)
 	}
@@ -77,7 +76,7 @@ func (s *Session) Output() [][]byte {
 	return s.out
 }
 
-func (s *Session) fail(err error) {
+func (s *stubSession) fail(err error) {
 	for _, env := range s.cur {
 		for i := range env.Rcpts {
 			s.r.Outcome(env, i, Outcome{Result: ResultDeferred, Local: true, Text: err.Error()})
@@ -87,7 +86,7 @@ func (s *Session) fail(err error) {
 	s.cur = nil
 }
 
-func (s *Session) Closed(err error, now int64) {
+func (s *stubSession) Closed(err error, now int64) {
 	if err == nil && !s.quit {
 		err = errors.New("closed")
 	}
@@ -97,29 +96,29 @@ func (s *Session) Closed(err error, now int64) {
 	s.r.ConnClosed(s.info, err)
 }
 
-func (s *Session) Poll(now int64) {
+func (s *stubSession) Poll(now int64) {
 	if s.ready && len(s.cur) == 0 && !s.quit {
 		s.take(now)
 	}
 }
 
 // Drain QUITs when idle.
-func (s *Session) Drain(now int64) {
+func (s *stubSession) Drain(now int64) {
 	if s.ready && len(s.cur) == 0 && !s.quit {
 		s.sendQuit()
 	}
 }
 
-func (s *Session) sendQuit() {
+func (s *stubSession) sendQuit() {
 	s.flushCmd()
 	s.cmd = codec.AppendQuit(s.cmd)
 	s.exp = append(s.exp, stubQuit)
 	s.quit = true
 }
 
-func (s *Session) flushCmd() {}
+func (s *stubSession) flushCmd() {}
 
-func (s *Session) take(now int64) bool {
+func (s *stubSession) take(now int64) bool {
 	env := s.f.Next(s.info, time.Unix(0, now))
 	if env == nil {
 		return false
@@ -137,7 +136,7 @@ func (s *Session) take(now int64) bool {
 	return true
 }
 
-func (s *Session) Feed(in []byte, now int64) (int, error) {
+func (s *stubSession) Feed(in []byte, now int64) (int, error) {
 	used := 0
 	for {
 		rep, n, err := codec.ParseReply(in[used:])
@@ -202,5 +201,23 @@ func (s *Session) Feed(in []byte, now int64) (int, error) {
 			s.wantClose = true
 		}
 		s.deadline = now + int64(time.Minute)
+	}
+}
+
+// drvStub is true when the tests run the driver on the stand-in.
+var drvStub = newDriverSession == nil
+
+func init() {
+	if newDriverSession == nil {
+		newDriverSession = func(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) driverSession {
+			return newStubSession(cfg, info, f, r, now)
+		}
+	}
+}
+
+// drvNeedsSession skips a test that needs the real Session.
+func drvNeedsSession(t testing.TB) {
+	if drvStub {
+		t.Skip("needs session.go's Session (running on the driver's stand-in)")
 	}
 }
