@@ -17,7 +17,7 @@ import (
 // Throttle (from a zero spec) admits everything. Not safe for concurrent use;
 // the Scheduler guards its throttles with its lock.
 type Throttle struct {
-	interval int64 // ns between events; 0 = unlimited
+	interval  int64 // ns between events; 0 = unlimited
 	tolerance int64 // (burst-1) × interval
 	tat       int64 // theoretical arrival time, unix ns
 }
