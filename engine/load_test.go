@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -298,11 +300,13 @@ func TestLatencySinkChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("child process only")
 	}
-	var addr string
-	var lat time.Duration
-	if i := bytes.IndexByte([]byte(spec), ','); i > 0 {
-		addr = spec[:i]
-		lat, _ = time.ParseDuration(spec[i+1:])
+	parts := strings.Split(spec, ",")
+	addr := parts[0]
+	lat, _ := time.ParseDuration(parts[1])
+	var tc *tls.Config
+	if len(parts) > 2 && parts[2] == "tls" {
+		cert, _ := itCert(t)
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -313,12 +317,13 @@ func TestLatencySinkChild(t *testing.T) {
 		if err != nil {
 			return
 		}
-		go ldLatencyConn(c, lat)
+		go ldLatencyConn(c, lat, tc)
 	}
 }
 
-func ldLatencyConn(c net.Conn, lat time.Duration) {
-	defer c.Close()
+// ldLatencyConn serves one connection; tc enables STARTTLS.
+func ldLatencyConn(c net.Conn, lat time.Duration, tc *tls.Config) {
+	defer func() { c.Close() }()
 	br := bufio.NewReaderSize(c, 4096)
 	var out []byte
 	out = append(out, "220 sink\r\n"...)
@@ -350,7 +355,22 @@ func ldLatencyConn(c net.Conn, lat time.Duration) {
 		}
 		switch {
 		case len(line) >= 4 && (line[0]|0x20) == 'e':
-			out = append(out, "250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n"...)
+			if tc != nil {
+				out = append(out, "250-sink\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 8BITMIME\r\n"...)
+			} else {
+				out = append(out, "250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n"...)
+			}
+		case len(line) >= 8 && (line[0]|0x20) == 's' && tc != nil:
+			if _, err := c.Write(append(out, "220 go ahead\r\n"...)); err != nil {
+				return
+			}
+			out = out[:0]
+			ts := tls.Server(c, tc)
+			if ts.Handshake() != nil {
+				return
+			}
+			c, tc = ts, nil
+			br = bufio.NewReaderSize(c, 4096)
 		case len(line) >= 4 && (line[0]|0x20) == 'd':
 			inData = true
 			out = append(out, "354 go\r\n"...)
@@ -360,6 +380,115 @@ func ldLatencyConn(c net.Conn, lat time.Duration) {
 		default:
 			out = append(out, "250 ok\r\n"...)
 		}
+	}
+}
+
+// ldSinkChild starts the sink in a child process and returns its address.
+func ldSinkChild(t *testing.T, lat time.Duration, withTLS bool) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	spec := addr + "," + lat.String()
+	if withTLS {
+		spec += ",tls"
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLatencySinkChild$", "-test.timeout=10m")
+	cmd.Env = append(os.Environ(), "SPATE_SINK_CHILD="+spec)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 300 {
+			t.Fatal("sink child not listening")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return netip.MustParseAddrPort(addr)
+}
+
+// TestLoadTLS compares plaintext and STARTTLS (goroutine driver): msgs/s
+// over 50 long sessions, and sessions/s with one message per session.
+func TestLoadTLS(t *testing.T) {
+	if os.Getenv("SPATE_LOAD") == "" {
+		t.Skip("set SPATE_LOAD=1")
+	}
+	for _, withTLS := range []bool{false, true} {
+		addr := ldSinkChild(t, 0, withTLS)
+		policy := TLSDisabled
+		if withTLS {
+			policy = TLSRequired
+		}
+		// msgs/s: 50 sessions, 20,000 messages.
+		f := newLDFeeder(t, 20000, 1000)
+		e, err := New(Config{Feeder: f, Reporter: f, Loops: 2, Logf: t.Logf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Start()
+		sc := &SessionConfig{EHLOName: "spate.bench.test", TLS: policy, Timeouts: DefaultTimeouts()}
+		start := time.Now()
+		for i := 0; i < 50; i++ {
+			e.Dial(Dial{Path: uint64(i), Host: "localhost", Addr: addr, Config: sc})
+		}
+		select {
+		case <-f.doneCh:
+		case <-time.After(120 * time.Second):
+			t.Fatalf("tls=%v: incomplete %d", withTLS, f.delivered.Load())
+		}
+		msgRate := 20000 / time.Since(start).Seconds()
+		e.Close()
+		// sessions/s: 2,000 sessions of one message, 50 at a time.
+		f2 := newLDFeeder(t, 2000, 1000)
+		rep := &ldRedialer{ldFeeder: f2, left: 2000 - 50}
+		e2, err := New(Config{Feeder: f2, Reporter: rep, Loops: 2, Logf: t.Logf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2.Start()
+		sc2 := *sc
+		sc2.MaxMessages = 1
+		rep.dial = func() { e2.Dial(Dial{Path: 1, Host: "localhost", Addr: addr, Config: &sc2}) }
+		start = time.Now()
+		for i := 0; i < 50; i++ {
+			rep.dial()
+		}
+		select {
+		case <-f2.doneCh:
+		case <-time.After(120 * time.Second):
+			t.Fatalf("tls=%v: sessions incomplete %d", withTLS, f2.delivered.Load())
+		}
+		sessRate := 2000 / time.Since(start).Seconds()
+		st := e2.Stats()
+		e2.Close()
+		t.Logf("tls=%-5v %8.0f msg/s (50 sessions)  %6.0f sessions/s (1 msg each)  handshakes %d", withTLS, msgRate, sessRate, st.TLS)
+	}
+}
+
+// ldRedialer replaces each closed connection until left runs out.
+type ldRedialer struct {
+	*ldFeeder
+	mu   sync.Mutex
+	left int
+	dial func()
+}
+
+func (r *ldRedialer) ConnClosed(c ConnInfo, err error) {
+	r.mu.Lock()
+	more := r.left > 0
+	r.left--
+	r.mu.Unlock()
+	if more {
+		go r.dial()
 	}
 }
 
@@ -376,29 +505,8 @@ func TestLoadLatency(t *testing.T) {
 		sessions, _ = strconv.Atoi(s)
 	}
 	lat := 100 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLatencySinkChild$", "-test.timeout=10m")
-	cmd.Env = append(os.Environ(), "SPATE_SINK_CHILD="+addr+","+lat.String())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 300 {
-			t.Fatal("sink child not listening")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	addrPort := ldSinkChild(t, lat, false)
+	addr := addrPort.String()
 	total := int64(sessions) * 20 // about 20 round trips per session
 	f := newLDFeeder(t, total, 1000)
 	e, err := New(Config{Feeder: f, Reporter: f, Loops: 2, DialWorkers: 64, Logf: t.Logf})
