@@ -231,6 +231,9 @@ func BenchmarkDriverSink(b *testing.B) {
 
 // ---- side-by-side comparison (SPATE_LOAD=1) ----
 
+// ldLastMaxRSS is the max RSS (KB) of the last ldChild.
+var ldLastMaxRSS int64
+
 var ldRateRE = regexp.MustCompile(`rate=([0-9.]+)`)
 
 // ldChild runs a peer client and returns its wall time and CPU (user+sys).
@@ -246,6 +249,9 @@ func ldChild(t *testing.T, name string, args ...string) (wall, cpu time.Duration
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	ps := cmd.ProcessState
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		ldLastMaxRSS = ru.Maxrss
+	}
 	return wall, ps.UserTime() + ps.SystemTime(), out
 }
 
@@ -548,6 +554,24 @@ wait:
 	bound := float64(sessions) / lat.Seconds()
 	t.Logf("%d sessions, latency %v: %d msgs in %.2fs = %.0f msg/s; latency bound %.0f msg/s (%.0f%%); peak open %d; RSS +%d KB at peak = %.1f KB/session",
 		sessions, lat, total, wall.Seconds(), rate, bound, 100*rate/bound, peak, (rssPeak-rss0)>>10, float64(rssPeak-rss0)/1024/float64(max(peak, 1)))
+	e.Close()
+
+	gp := filepath.Join(t.TempDir(), "gopipe")
+	build := exec.Command("go", "build", "-o", gp, ".")
+	build.Dir = "/work/shared/peers/gopipe"
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Logf("gopipe not built: %v\n%s", err, out)
+		return
+	}
+	gwall, gcpu, out := ldChild(t, gp, "-addr", addr, "-c", strconv.Itoa(sessions), "-n", strconv.FormatInt(total, 10), "-size", "1000", "-r", "1", "-timeout", "170s")
+	_ = gcpu
+	var maxrss int64
+	if m := ldRateRE.FindSubmatch(out); m == nil {
+		t.Fatalf("gopipe output: %s", out)
+	}
+	maxrss = ldLastMaxRSS
+	t.Logf("gopipe %d sessions: %.0f msg/s; max RSS %d KB = %.1f KB/session (whole process)",
+		sessions, float64(total)/gwall.Seconds(), maxrss, float64(maxrss)/float64(sessions))
 }
 
 // ldRSS returns this process's resident set size in bytes.
