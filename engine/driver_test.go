@@ -299,3 +299,46 @@ type drvNullConn struct{ gnet.Conn }
 
 func (*drvNullConn) Write(p []byte) (int, error)     { return len(p), nil }
 func (*drvNullConn) Writev(bs [][]byte) (int, error) { return 0, nil }
+
+// TestDriverLoopForPath: a path always maps to the same loop (its state
+// lives on one loop without locks) and paths spread over all loops.
+func TestDriverLoopForPath(t *testing.T) {
+	e := &Engine{}
+	for i := 0; i < 4; i++ {
+		e.loops = append(e.loops, newLoop(e, i))
+	}
+	hits := map[int]int{}
+	for p := uint64(0); p < 1000; p++ {
+		l := e.loopFor(p)
+		if again := e.loopFor(p); again != l {
+			t.Fatalf("path %d: loop %d then %d", p, l.idx, again.idx)
+		}
+		hits[l.idx]++
+	}
+	for i := 0; i < 4; i++ {
+		if hits[i] < 150 {
+			t.Fatalf("loop %d got %d of 1000 paths (%v); want about 250", i, hits[i], hits)
+		}
+	}
+}
+
+func TestDriverNewErrors(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("New without Feeder and Reporter: nil error")
+	}
+	f, r := &itFeeder{}, newITReporter()
+	e, err := New(Config{Feeder: f, Reporter: r, Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dial before Start is refused through ConnClosed, asynchronously.
+	e.Dial(Dial{Path: 1, Host: "x", Addr: netip.MustParseAddrPort("127.0.0.1:1"), Config: itSessionConfig()})
+	itWait(t, r.closedCh, 1, 5*time.Second, "ConnClosed")
+	if r.closed[0].err != ErrNotStarted {
+		t.Fatalf("got %v; want ErrNotStarted", r.closed[0].err)
+	}
+	e.Close()
+	if err := e.Start(); err == nil {
+		t.Fatal("Start after Close: nil error")
+	}
+}
