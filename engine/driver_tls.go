@@ -71,8 +71,9 @@ func (d *drvConn) handshakeTimeout(now int64) {}
 
 // goConnSet tracks goroutine-driven connections for Stop and Close.
 type goConnSet struct {
-	mu sync.Mutex
-	m  map[*goConn]struct{}
+	mu     sync.Mutex
+	m      map[*goConn]struct{}
+	closed bool // closeAll ran: later arrivals are cut at once
 }
 
 func (s *goConnSet) add(d *drvConn, nc net.Conn) *goConn {
@@ -82,6 +83,9 @@ func (s *goConnSet) add(d *drvConn, nc net.Conn) *goConn {
 		s.m = make(map[*goConn]struct{})
 	}
 	s.m[g] = struct{}{}
+	if s.closed {
+		nc.Close() // the goroutine sees the error and reports the session closed
+	}
 	s.mu.Unlock()
 	return g
 }
@@ -95,6 +99,7 @@ func (s *goConnSet) remove(g *goConn) {
 // closeAll cuts every goroutine connection (Engine.Close).
 func (s *goConnSet) closeAll() {
 	s.mu.Lock()
+	s.closed = true
 	for g := range s.m {
 		g.raw.Close()
 	}

@@ -648,3 +648,46 @@ func TestDriverGreetingTimeout(t *testing.T) {
 		t.Fatal("timeout reported with nil error")
 	}
 }
+
+// TestDriverOpportunisticFallback: the handshake fails (certificate not
+// trusted, verification on), so the connection is redialled without TLS,
+// the host is remembered as broken, and the message goes in plaintext. The
+// scheduler sees one ConnClosed for its one Dial.
+func TestDriverOpportunisticFallback(t *testing.T) {
+	drvNeedsSession(t)
+	cert, _ := itCert(t)
+	be := &itBackend{}
+	addr := itServe(t, be, &tls.Config{Certificates: []tls.Certificate{cert}}, false)
+	cache := NewTLSCache(0, nil)
+	defer cache.Close()
+	e, f, r := itEngine(t, Config{TLSCache: cache})
+	env, plain := itEnvelope(1, 1, 500)
+	f.add(env)
+	sc := itSessionConfig()
+	sc.TLS, sc.VerifyTLS = TLSOpportunistic, true
+	e.Dial(Dial{Path: 1, Host: "localhost", Addr: addr, Config: sc})
+	itWait(t, r.doneCh, 1, 20*time.Second, "Done")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.counts(); c[ResultDelivered] != 1 {
+		t.Fatalf("outcomes %v; want 1 delivered", c)
+	}
+	itCheckReceived(t, be, map[uint64][]byte{1: plain}, 1)
+	if be.msgs[0].tls {
+		t.Fatal("message went over TLS; want plaintext after the fallback")
+	}
+	if st := e.Stats(); st.PlainRetries != 1 || st.TLSFailures != 1 {
+		t.Fatalf("stats %+v; want 1 plain retry after 1 TLS failure", st)
+	}
+	if n := r.nclosed.Load(); n != 1 {
+		t.Fatalf("ConnClosed %d times; want 1", n)
+	}
+	for deadline := time.Now().Add(2 * time.Second); !cache.Broken("localhost"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("host not marked broken in the TLS cache")
+		}
+	}
+}
