@@ -19,14 +19,18 @@ type driverSession interface {
 	Info() *ConnInfo
 }
 
-// newDriverSession makes the session of a new connection. It is nil until
-// session.go's Session is wired here (then: return NewSession(...)); New
-// fails with ErrNoSession meanwhile. Tests may install a stand-in.
-var newDriverSession func(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) driverSession
+var _ driverSession = (*Session)(nil)
+
+// newDriverSession makes the session of a new connection: session.go's
+// Session. (While it was being written, New failed with ErrNoSession and
+// the tests ran on a stand-in, driver_stub_test.go.)
+var newDriverSession = func(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) driverSession {
+	return NewSession(cfg, info, f, r, now)
+}
 
 // drvDrainer is implemented by sessions that can be asked to QUIT as soon
-// as they are idle (graceful Stop). Without it, a stopping engine stops
-// feeding sessions and they QUIT at their idle timeout.
+// as they are idle (graceful Stop); *Session does. Without it, a stopping
+// engine stops feeding sessions and they QUIT at their idle timeout.
 type drvDrainer interface{ Drain(now int64) }
 
 func drvDrain(s driverSession, now int64) {
