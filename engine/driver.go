@@ -23,9 +23,6 @@ var (
 	ErrEngineClosed = errors.New("engine: engine closed")
 	// ErrEngineStopping is the error of dials refused during a graceful Stop.
 	ErrEngineStopping = errors.New("engine: engine stopping")
-	// ErrNoSession is returned by New while the package has no Session
-	// implementation wired to the driver (see driver_session.go).
-	ErrNoSession = errors.New("engine: no Session implementation wired to the driver")
 	// ErrNotStarted is returned by Dial's report when Start was not called.
 	ErrNotStarted = errors.New("engine: engine not started")
 )
@@ -106,6 +103,11 @@ const (
 // loop goroutine with gnet's EventLoop.Execute, so sessions are only ever
 // touched by their loop.
 //
+// STARTTLS and implicit TLS run on a goroutine driver with the same Session
+// (decision 6's fallback; see driver_tls.go): a session that wants TLS
+// leaves its loop with a duplicate of its socket. Such sessions are polled
+// every Tick rather than woken by Wake.
+//
 // Dial, Wake and Stats are safe for concurrent use from any goroutine; Stop
 // and Close may be called once each from any goroutine but an event loop.
 type Engine struct {
@@ -125,9 +127,6 @@ type Engine struct {
 
 // New returns an engine; Start starts it.
 func New(cfg Config) (*Engine, error) {
-	if newDriverSession == nil {
-		return nil, ErrNoSession
-	}
 	if cfg.Feeder == nil || cfg.Reporter == nil {
 		return nil, errors.New("engine: Config needs a Feeder and a Reporter")
 	}
@@ -323,8 +322,6 @@ func (gnetLogger) Infof(string, ...any)        {}
 func (gnetLogger) Warnf(string, ...any)        {}
 func (g gnetLogger) Errorf(f string, a ...any) { g.logf("gnet: "+f, a...) }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.logf("gnet: fatal: "+f, a...) }
-
-var errTLSUnavailable = errors.New("engine: TLS not available")
 
 // retryPlain redials a connection whose opportunistic TLS failed, without
 // TLS, and remembers the host as broken. Loop goroutine (from OnClose).

@@ -22,8 +22,7 @@ type driverSession interface {
 var _ driverSession = (*Session)(nil)
 
 // newDriverSession makes the session of a new connection: session.go's
-// Session. (While it was being written, New failed with ErrNoSession and
-// the tests ran on a stand-in, driver_stub_test.go.)
+// Session (a variable so that a test can substitute another).
 var newDriverSession = func(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) driverSession {
 	return NewSession(cfg, info, f, r, now)
 }

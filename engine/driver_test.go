@@ -186,7 +186,6 @@ func TestDriverStopContext(t *testing.T) {
 // TestDriverRelayPool keeps 3 authenticated connections to a go-smtp
 // "smarthost"; each QUITs after 10 messages and is replaced.
 func TestDriverRelayPool(t *testing.T) {
-	drvNeedsSession(t)
 	be := &itBackend{user: "u", pass: "p"}
 	addr := itServe(t, be, nil, false)
 	e, f, r := itEngine(t, Config{})

@@ -439,9 +439,6 @@ func TestDriverGoSMTP(t *testing.T) {
 		{"pipelining-3rcpt", false, 10, 500, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.noPipe {
-				drvNeedsSession(t) // the stand-in always pipelines
-			}
 			be := &itBackend{}
 			addr := itServe(t, be, nil, false)
 			sc := itSessionConfig()
@@ -476,7 +473,6 @@ func TestDriverSTARTTLS(t *testing.T) {
 }
 
 func TestDriverImplicitTLSAuth(t *testing.T) {
-	drvNeedsSession(t)
 	cert, pool := itCert(t)
 	be := &itBackend{user: "relay", pass: "s3cret"}
 	addr := itServe(t, be, &tls.Config{Certificates: []tls.Certificate{cert}}, true)
@@ -492,7 +488,6 @@ func TestDriverImplicitTLSAuth(t *testing.T) {
 }
 
 func TestDriverAuthPlain(t *testing.T) {
-	drvNeedsSession(t)
 	be := &itBackend{user: "u", pass: "p"}
 	addr := itServe(t, be, nil, false)
 	sc := itSessionConfig()
@@ -654,7 +649,6 @@ func TestDriverGreetingTimeout(t *testing.T) {
 // the host is remembered as broken, and the message goes in plaintext. The
 // scheduler sees one ConnClosed for its one Dial.
 func TestDriverOpportunisticFallback(t *testing.T) {
-	drvNeedsSession(t)
 	cert, _ := itCert(t)
 	be := &itBackend{}
 	addr := itServe(t, be, &tls.Config{Certificates: []tls.Certificate{cert}}, false)
