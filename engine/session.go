@@ -115,6 +115,19 @@ type expect struct {
 // Session is one SMTP client connection as a state machine. It is not safe
 // for concurrent use: every method is called on the goroutine that owns the
 // connection (its event loop, or its goroutine driver after a TLS hand-off).
+//
+// Envelopes: the session owns an Envelope from Feeder.Next until
+// Reporter.Done. It reports Outcome exactly once per recipient (refusals at
+// RCPT time, the rest at the final reply), then Done once. It releases the
+// Body right before Done; when the body is still referenced by Output not
+// yet Flushed (only if a server answers before reading), it is released at
+// Flushed or Closed instead, after Done. A Reporter must not touch env.Body
+// after Done.
+//
+// Local outcomes (Outcome.Local) use 451 4.4.2 for timeouts and lost
+// connections, 552 5.3.4 for SIZE, 553 5.6.7 for SMTPUTF8 not offered, and
+// 452 4.5.3 for recipients beyond MaxRcpts. Timeouts.DataBlock is not used:
+// the body goes out in one Output, timed by Timeouts.Final.
 type Session struct {
 	cfg  *SessionConfig
 	to   Timeouts
