@@ -155,7 +155,7 @@ func (e *Engine) dialOne(ctx context.Context, d dialReq) {
 		}
 	}
 	dc := newConn(e, d, info)
-	if dc.cfg.TLS == TLSImplicit {
+	if dc.cfg.TLS == TLSImplicit && e.cfg.TLSGoroutine {
 		if e.state.Load() == engClosed {
 			nc.Close()
 			e.failDial(d, info, ErrEngineClosed)

@@ -54,6 +54,9 @@ type Config struct {
 	// TLSCache remembers hosts whose handshake failed (nil = no memory,
 	// but an opportunistic failure still redials once without TLS).
 	TLSCache TLSMemory
+	// TLSGoroutine runs TLS sessions on a goroutine each (the decision 6
+	// fallback) instead of in the loop over TLSLink.
+	TLSGoroutine bool
 	// TLSBrokenFor is how long a failed host is skipped (0 = 1 hour).
 	TLSBrokenFor time.Duration
 	// DialWorkers is the size of the dial pool (0 = 16).
@@ -103,10 +106,9 @@ const (
 // loop goroutine with gnet's EventLoop.Execute, so sessions are only ever
 // touched by their loop.
 //
-// STARTTLS and implicit TLS run on a goroutine driver with the same Session
-// (decision 6's fallback; see driver_tls.go): a session that wants TLS
-// leaves its loop with a duplicate of its socket. Such sessions are polled
-// every Tick rather than woken by Wake.
+// STARTTLS and implicit TLS run in the loop over TLSLink, or, with
+// Config.TLSGoroutine, on a goroutine driver with the same Session (see
+// driver_tls.go).
 //
 // Dial, Wake and Stats are safe for concurrent use from any goroutine; Stop
 // and Close may be called once each from any goroutine but an event loop.

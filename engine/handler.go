@@ -223,6 +223,9 @@ func (l *drvLoop) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	now := time.Now().UnixNano()
 	d.s = newDriverSession(d.cfg, d.info, e, d, now)
 	l.add(d)
+	if d.cfg.TLS == TLSImplicit {
+		d.startTLS(now) // in the loop (the goroutine driver took it at dial time)
+	}
 	if l.draining() {
 		d.drain(now)
 	}
@@ -348,12 +351,17 @@ func (d *drvConn) fail(err error, now int64) {
 	}
 	d.closing = true
 	// Let the session's last words (QUIT) go out before the close.
-	if !d.closed && d.tls == nil {
-		if out := d.s.Output(); out != nil {
+	if d.closed || (d.tls != nil && d.tls.handshaking) {
+		return
+	}
+	if out := d.s.Output(); out != nil {
+		if d.tls != nil {
+			d.writeTLS(out)
+		} else {
 			d.l.writev(d.c, out)
-			if !d.closed {
-				d.s.Flushed()
-			}
+		}
+		if !d.closed {
+			d.s.Flushed()
 		}
 	}
 }

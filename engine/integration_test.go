@@ -449,41 +449,56 @@ func TestDriverGoSMTP(t *testing.T) {
 }
 
 func TestDriverSTARTTLS(t *testing.T) {
-	cert, pool := itCert(t)
-	be := &itBackend{}
-	addr := itServe(t, be, &tls.Config{Certificates: []tls.Certificate{cert}}, false)
-	sc := itSessionConfig()
-	sc.TLS, sc.VerifyTLS = TLSRequired, true
-	cache := NewTLSCache(0, nil)
-	defer cache.Close()
-	e, r := itRun(t, be, addr, Config{TLS: &tls.Config{RootCAs: pool}, TLSCache: cache}, sc, 5, 200, 1)
-	for _, m := range be.msgs {
-		if !m.tls {
-			t.Fatalf("message from %s not over TLS", m.remote)
-		}
-	}
-	for _, c := range r.closed {
-		if !c.info.TLS {
-			t.Fatalf("ConnInfo.TLS false for connection %d", c.info.ID)
-		}
-	}
-	if st := e.Stats(); st.TLS != 5 || st.TLSFailures != 0 {
-		t.Fatalf("stats %+v; want 5 handshakes, no failure", st)
+	for _, mode := range []struct {
+		name      string
+		goroutine bool
+	}{{"in-loop", false}, {"goroutine", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			cert, pool := itCert(t)
+			be := &itBackend{}
+			addr := itServe(t, be, &tls.Config{Certificates: []tls.Certificate{cert}}, false)
+			sc := itSessionConfig()
+			sc.TLS, sc.VerifyTLS = TLSRequired, true
+			cache := NewTLSCache(0, nil)
+			defer cache.Close()
+			cfg := Config{TLS: &tls.Config{RootCAs: pool}, TLSCache: cache, TLSGoroutine: mode.goroutine}
+			e, r := itRun(t, be, addr, cfg, sc, 5, 200, 1)
+			for _, m := range be.msgs {
+				if !m.tls {
+					t.Fatalf("message from %s not over TLS", m.remote)
+				}
+			}
+			for _, c := range r.closed {
+				if !c.info.TLS {
+					t.Fatalf("ConnInfo.TLS false for connection %d", c.info.ID)
+				}
+			}
+			if st := e.Stats(); st.TLS != 5 || st.TLSFailures != 0 || (st.Goroutined != 0) != mode.goroutine {
+				t.Fatalf("stats %+v; want 5 handshakes, no failure, goroutine=%v", st, mode.goroutine)
+			}
+		})
 	}
 }
 
 func TestDriverImplicitTLSAuth(t *testing.T) {
-	cert, pool := itCert(t)
-	be := &itBackend{user: "relay", pass: "s3cret"}
-	addr := itServe(t, be, &tls.Config{Certificates: []tls.Certificate{cert}}, true)
-	sc := itSessionConfig()
-	sc.TLS, sc.VerifyTLS = TLSImplicit, true
-	sc.Auth = &Auth{Username: "relay", Password: "s3cret"}
-	itRun(t, be, addr, Config{TLS: &tls.Config{RootCAs: pool}}, sc, 3, 100, 2)
-	for _, m := range be.msgs {
-		if !m.tls || m.authed != "relay" {
-			t.Fatalf("message over tls=%v authed=%q; want TLS and relay", m.tls, m.authed)
-		}
+	for _, mode := range []struct {
+		name      string
+		goroutine bool
+	}{{"in-loop", false}, {"goroutine", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			cert, pool := itCert(t)
+			be := &itBackend{user: "relay", pass: "s3cret"}
+			addr := itServe(t, be, &tls.Config{Certificates: []tls.Certificate{cert}}, true)
+			sc := itSessionConfig()
+			sc.TLS, sc.VerifyTLS = TLSImplicit, true
+			sc.Auth = &Auth{Username: "relay", Password: "s3cret"}
+			itRun(t, be, addr, Config{TLS: &tls.Config{RootCAs: pool}, TLSGoroutine: mode.goroutine}, sc, 3, 100, 2)
+			for _, m := range be.msgs {
+				if !m.tls || m.authed != "relay" {
+					t.Fatalf("message over tls=%v authed=%q; want TLS and relay", m.tls, m.authed)
+				}
+			}
+		})
 	}
 }
 
