@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/spate-mta/spate/bench/peers"
+)
+
+// TestMain doubles as the bench-peer child: the harness re-executes this
+// test binary with SPATE_BENCH_PEER_CHILD=1, as the CLI runs `spate
+// bench-peer`.
+func TestMain(m *testing.M) {
+	if os.Getenv("SPATE_BENCH_PEER_CHILD") == "1" {
+		os.Exit(peers.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// ---- a counting go-smtp sink (the harness must not depend on bench/sink
+// to be tested) ----
+
+type countBackend struct{ msgs atomic.Int64 }
+
+func (b *countBackend) NewSession(*smtp.Conn) (smtp.Session, error) { return countSession{b}, nil }
+
+type countSession struct{ b *countBackend }
+
+func (countSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (countSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s countSession) Data(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	s.b.msgs.Add(1)
+	return nil
+}
+func (countSession) Reset()        {}
+func (countSession) Logout() error { return nil }
+
+type quietLog struct{}
+
+func (quietLog) Printf(string, ...any) {}
+func (quietLog) Println(...any)        {}
+
+type countSink struct {
+	be  *countBackend
+	srv *smtp.Server
+	ln  net.Listener
+}
+
+func (s *countSink) Addr() string    { return s.ln.Addr().String() }
+func (s *countSink) Messages() int64 { return s.be.msgs.Load() }
+func (s *countSink) Close() error    { return s.srv.Close() }
+
+func startCountSink(SinkOptions) (Sink, error) {
+	be := &countBackend{}
+	srv := smtp.NewServer(be)
+	srv.Domain = "sink.bench.test"
+	srv.MaxRecipients = 1000
+	srv.ReadTimeout, srv.WriteTimeout = 20*time.Second, 20*time.Second
+	srv.ErrorLog = quietLog{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve(ln)
+	return &countSink{be: be, srv: srv, ln: ln}, nil
+}
+
+func testConfig(t *testing.T) Config {
+	return Config{
+		Sessions: 4, N: 200, Size: 500, Rcpts: 1, Loops: 1, Timeout: 20 * time.Second,
+		StartSink: startCountSink, Self: []string{os.Args[0]}, SelfEnv: []string{"SPATE_BENCH_PEER_CHILD=1"},
+		WorkDir: t.TempDir(), Logf: t.Logf,
+	}
+}
+
+// TestRunAllPeers runs every peer in a child process against one sink:
+// each that ran must have had exactly N messages accepted by the sink, a
+// CPU time and a peak RSS of its own; smtp-source and gopipe may be
+// skipped, with a reason, when absent.
+func TestRunAllPeers(t *testing.T) {
+	cfg := testConfig(t)
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != len(AllPeers) {
+		t.Fatalf("%d results; want %d", len(rs), len(AllPeers))
+	}
+	for i, r := range rs {
+		if r.Peer != AllPeers[i] {
+			t.Fatalf("#%d: peer %q; want %q", i, r.Peer, AllPeers[i])
+		}
+		if r.Skipped != "" {
+			if r.Peer == PeerSpate || r.Peer == PeerNetSMTP {
+				t.Fatalf("%s skipped: %s", r.Peer, r.Skipped)
+			}
+			t.Logf("%s skipped: %s", r.Peer, r.Skipped)
+			continue
+		}
+		if r.Err != "" {
+			t.Fatalf("%s failed: %s", r.Peer, r.Err)
+		}
+		if r.SinkMessages != 200 || r.Sent != 200 || r.Failed != 0 {
+			t.Errorf("%s: sink got %d, peer sent %d failed %d; want 200, 200, 0", r.Peer, r.SinkMessages, r.Sent, r.Failed)
+		}
+		if r.CPU <= 0 || r.MaxRSS <= 0 || r.Wall <= 0 || r.Rate() <= 0 {
+			t.Errorf("%s: cpu %v rss %d wall %v rate %v; want all > 0", r.Peer, r.CPU, r.MaxRSS, r.Wall, r.Rate())
+		}
+		wantLat := r.Peer == PeerSpate || r.Peer == PeerNetSMTP
+		if r.HasLatency() != wantLat {
+			t.Errorf("%s: has latency %v; want %v", r.Peer, r.HasLatency(), wantLat)
+		}
+	}
+}
+
+// TestRunSkipsMissingPeers: absent binaries and missing configuration are
+// reported as skipped with a reason, and STARTTLS skips the peers without TLS.
+func TestRunSkipsMissingPeers(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Self = nil
+	cfg.SMTPSource = "/nonexistent/smtp-source"
+	cfg.GopipeDir = "/nonexistent/gopipe"
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		PeerSpate: "no bench-peer command", PeerNetSMTP: "no bench-peer command",
+		PeerSMTPSource: "not installed", PeerGopipe: "not found",
+	}
+	for _, r := range rs {
+		if !strings.Contains(r.Skipped, want[r.Peer]) {
+			t.Errorf("%s: skipped %q; want it to contain %q", r.Peer, r.Skipped, want[r.Peer])
+		}
+		if r.Ran() || r.Rate() != 0 {
+			t.Errorf("%s: Ran %v Rate %v; want false, 0", r.Peer, r.Ran(), r.Rate())
+		}
+	}
+	cfg = testConfig(t)
+	cfg.StartTLS = true
+	cfg.Peers = []string{PeerSMTPSource, PeerGopipe}
+	rs, err = Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if !strings.Contains(r.Skipped, "TLS") {
+			t.Errorf("%s with STARTTLS: skipped %q; want a TLS reason", r.Peer, r.Skipped)
+		}
+	}
+}
+
+// TestRunPeerFailureIsReported: a peer that cannot reach the sink fails
+// with a reason rather than reporting zero.
+func TestRunPeerFailureIsReported(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	cfg := testConfig(t)
+	cfg.SinkAddr = addr
+	cfg.Peers = []string{PeerNetSMTP}
+	cfg.Timeout = 5 * time.Second
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Err == "" || rs[0].Ran() {
+		t.Fatalf("got %+v; want one failed result", rs)
+	}
+	if rs[0].SinkMessages != -1 {
+		t.Fatalf("external sink: SinkMessages %d; want -1 (unknown)", rs[0].SinkMessages)
+	}
+	if cell := Rows(rs)[0][1]; !strings.HasPrefix(cell, "failed (") {
+		t.Fatalf("msgs/s cell %q; want failed (…)", cell)
+	}
+}
+
+func TestRunNeedsASink(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.StartSink = nil
+	if _, err := Run(context.Background(), cfg); err == nil {
+		t.Fatal("Run without SinkAddr or StartSink succeeded; want an error")
+	}
+}
+
+func TestParseGopipe(t *testing.T) {
+	var r Result
+	out := []byte("session: EOF\ngopipe sent=95 failed=5 conns=4 size=500 rcpts=1 wall=0.100s rate=950 msg/s\n")
+	if err := parseGopipe(out, &r); err != nil || r.Sent != 95 || r.Failed != 5 {
+		t.Fatalf("got sent %d failed %d err %v; want 95 5 nil", r.Sent, r.Failed, err)
+	}
+	if err := parseGopipe([]byte("hard timeout\n"), &r); err == nil {
+		t.Fatal("unparseable gopipe output accepted")
+	}
+	if err := parsePeerJSON([]byte(`{"peer":"spate","sent":3,"failed":1,"p50_ns":1000,"p99_ns":2000}`+"\n"), &r); err != nil ||
+		r.Sent != 3 || r.Failed != 1 || r.P50 != time.Microsecond || r.P99 != 2*time.Microsecond {
+		t.Fatalf("peer JSON: %+v %v", r, err)
+	}
+	if err := parsePeerJSON([]byte(`{"peer":"spate","error":"boom"}`), &r); err == nil || err.Error() != "boom" {
+		t.Fatalf("peer JSON error: got %v; want boom", err)
+	}
+}
