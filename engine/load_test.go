@@ -428,7 +428,8 @@ func TestLoadTLS(t *testing.T) {
 	if os.Getenv("SPATE_LOAD") == "" {
 		t.Skip("set SPATE_LOAD=1")
 	}
-	for _, withTLS := range []bool{false, true} {
+	for _, mode := range []string{"plain", "tls-in-loop", "tls-goroutine"} {
+		withTLS, gor := mode != "plain", mode == "tls-goroutine"
 		addr := ldSinkChild(t, 0, withTLS)
 		policy := TLSDisabled
 		if withTLS {
@@ -436,7 +437,7 @@ func TestLoadTLS(t *testing.T) {
 		}
 		// msgs/s: 50 sessions, 20,000 messages.
 		f := newLDFeeder(t, 20000, 1000)
-		e, err := New(Config{Feeder: f, Reporter: f, Loops: 2, Logf: t.Logf})
+		e, err := New(Config{Feeder: f, Reporter: f, Loops: 2, Logf: t.Logf, TLSGoroutine: gor})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -456,7 +457,7 @@ func TestLoadTLS(t *testing.T) {
 		// sessions/s: 2,000 sessions of one message, 50 at a time.
 		f2 := newLDFeeder(t, 2000, 1000)
 		rep := &ldRedialer{ldFeeder: f2, left: 2000 - 50}
-		e2, err := New(Config{Feeder: f2, Reporter: rep, Loops: 2, Logf: t.Logf})
+		e2, err := New(Config{Feeder: f2, Reporter: rep, Loops: 2, Logf: t.Logf, TLSGoroutine: gor})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -476,7 +477,7 @@ func TestLoadTLS(t *testing.T) {
 		sessRate := 2000 / time.Since(start).Seconds()
 		st := e2.Stats()
 		e2.Close()
-		t.Logf("tls=%-5v %8.0f msg/s (50 sessions)  %6.0f sessions/s (1 msg each)  handshakes %d", withTLS, msgRate, sessRate, st.TLS)
+		t.Logf("%-13s %8.0f msg/s (50 sessions)  %6.0f sessions/s (1 msg each)  handshakes %d", mode, msgRate, sessRate, st.TLS)
 	}
 }
 
