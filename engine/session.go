@@ -8,6 +8,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -325,7 +326,8 @@ func (s *Session) Feed(in []byte, now int64) (n int, err error) {
 // to two transactions are in flight and the command says which one r ends.
 func (s *Session) onReply(r codec.Reply, now int64) error {
 	if s.qn == 0 {
-		return ErrUnexpectedReply
+		// Typically "421 idle timeout" from a server closing an idle session.
+		return fmt.Errorf("%w: %d %s", ErrUnexpectedReply, r.Code, r.Text())
 	}
 	e := s.pop()
 	s.since = now
