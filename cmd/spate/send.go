@@ -37,6 +37,7 @@ type sendFlags struct {
 	metrics, progress            string
 	linger                       time.Duration
 	loops                        int
+	mxPort                       int
 	comma                        string
 }
 
@@ -64,7 +65,8 @@ func (f *sendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.suppression, "suppression", "", "suppression list file (default: the config's)")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this address, e.g. :9090")
 	fs.StringVar(&f.progress, "progress", "auto", "progress display: auto, tty, plain, off")
-	fs.DurationVar(&f.linger, "linger", 0, "wait up to this long for deferred recipients' next retry before exiting")
+	fs.DurationVar(&f.linger, "linger", time.Minute, "wait up to this long for deferred recipients' next retry before exiting (the rest stay deferred for --resume)")
+	fs.IntVar(&f.mxPort, "mx-port", 0, "connect to MX hosts on this port instead of 25 (tests, local sinks)")
 	fs.IntVar(&f.loops, "loops", 0, "event loops (default: number of CPUs)")
 	fs.StringVar(&f.comma, "delimiter", ",", "CSV delimiter")
 }
@@ -263,7 +265,10 @@ func buildOptions(f *sendFlags) (campaign.Options, func(), error) {
 		}
 		return o, cleanup, nil
 	}
-	rc := engine.ResolverConfig{Server: f.dns, Timeout: 5 * time.Second}
+	if f.mxPort < 0 || f.mxPort > 65535 {
+		return o, cleanup, fmt.Errorf("--mx-port %d out of range", f.mxPort)
+	}
+	rc := engine.ResolverConfig{Server: f.dns, Timeout: 5 * time.Second, Port: uint16(f.mxPort)}
 	if f.routes != "" {
 		if rc.Routes, err = engine.ParseRoutes(f.routes); err != nil {
 			return o, cleanup, fmt.Errorf("--route: %w", err)

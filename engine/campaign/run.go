@@ -32,8 +32,10 @@ type recipientInfo struct {
 // end are counted in the summary (exit code 3).
 func (r *Runner) Run(ctx context.Context) (*Summary, error) {
 	r.summary = newSummary(r.o.Now())
-	loops := r.o.Loops
-	eng, err := engine.New(engine.Config{Loops: loops, Feeder: r, Reporter: r})
+	// A short tick: sessions waiting on a throttle ask again within 5 ms.
+	tlsCache := engine.NewTLSCache(0, nil)
+	defer tlsCache.Close()
+	eng, err := engine.New(engine.Config{Loops: r.o.Loops, Feeder: r, Reporter: r, TLSCache: tlsCache, Tick: 5 * time.Millisecond})
 	if err != nil {
 		return nil, err
 	}
