@@ -141,6 +141,9 @@ type Result struct {
 	CPU          time.Duration // child user+sys
 	MaxRSS       int64         // child peak RSS, bytes
 	SinkCPU      time.Duration // the harness process (the sink) during the run; 0 = unknown
+	// Note qualifies a run that completed: messages never attempted, or a
+	// sink count that differs from the peer's.
+	Note string
 }
 
 // Ran reports whether the peer ran to completion.
@@ -266,6 +269,13 @@ func runPeer(ctx context.Context, cfg *Config, name, addr string, sk Sink) Resul
 			r.Sent = r.SinkMessages
 		}
 		r.Failed = int64(cfg.N) - r.Sent
+	}
+	if attempted := r.Sent + r.Failed; attempted < int64(cfg.N) && perr == nil {
+		r.Note = fmt.Sprintf("%d of %d messages never attempted", int64(cfg.N)-attempted, cfg.N)
+	}
+	r.Failed = int64(cfg.N) - r.Sent
+	if r.SinkMessages >= 0 && r.SinkMessages != r.Sent && perr == nil {
+		r.Note = strings.TrimPrefix(r.Note+fmt.Sprintf("; the sink accepted %d", r.SinkMessages), "; ")
 	}
 	switch {
 	case cctx.Err() != nil:

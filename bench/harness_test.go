@@ -214,3 +214,32 @@ func TestParseGopipe(t *testing.T) {
 		t.Fatalf("peer JSON error: got %v; want boom", err)
 	}
 }
+
+// TestRunNotesShortRuns: a peer reporting fewer attempts than N (gopipe
+// gives up a session on a dropped connection) gets the rest counted as
+// failed and a note, and a sink count that differs is noted too.
+func TestRunNotesShortRuns(t *testing.T) {
+	dir := t.TempDir()
+	script := dir + "/fake-gopipe"
+	// A stand-in gopipe that reports 50 sent, 10 failed of N and exits 1.
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'gopipe sent=50 failed=10 conns=4'\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.WorkDir = dir // buildGopipe finds WorkDir/gopipe and does not build
+	if err := os.Rename(script, dir+"/gopipe"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Peers = []string{PeerGopipe}
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rs[0]
+	if !r.Ran() || r.Sent != 50 || r.Failed != 150 {
+		t.Fatalf("got %+v; want ran, sent 50, failed 150", r)
+	}
+	if want := "140 of 200 messages never attempted; the sink accepted 0"; r.Note != want {
+		t.Fatalf("note %q; want %q", r.Note, want)
+	}
+}

@@ -10,7 +10,8 @@ import (
 
 // TestHeavyThroughput is the full-size side-by-side run (SPATE_BENCH=1,
 // SPATE_BENCH_N messages per peer, default 20,000): 100 sessions, 1 KB.
-// It prints the table and checks that every peer that ran delivered all.
+// against bench/sink. It prints the table and checks that every peer that
+// ran delivered all.
 func TestHeavyThroughput(t *testing.T) {
 	if os.Getenv("SPATE_BENCH") == "" {
 		t.Skip("set SPATE_BENCH=1")
@@ -21,6 +22,7 @@ func TestHeavyThroughput(t *testing.T) {
 		cfg.N, _ = strconv.Atoi(s)
 	}
 	cfg.Timeout = 0
+	cfg.StartSink = startRealSink
 	rs, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -88,7 +88,8 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
-// WriteTable writes rs as a markdown table.
+// WriteTable writes rs as a markdown table, then a list of the notes of
+// peers that ran (messages never attempted, sink counts that differ).
 func WriteTable(w io.Writer, rs []Result) error {
 	var b strings.Builder
 	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n|")
@@ -105,6 +106,16 @@ func WriteTable(w io.Writer, rs []Result) error {
 			row[i] = strings.ReplaceAll(row[i], "|", `\|`)
 		}
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	notes := false
+	for _, r := range rs {
+		if r.Ran() && r.Note != "" {
+			if !notes {
+				b.WriteString("\n")
+				notes = true
+			}
+			fmt.Fprintf(&b, "- %s: %s\n", r.Peer, r.Note)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -131,3 +131,16 @@ func TestNiceCeil(t *testing.T) {
 		}
 	}
 }
+
+func TestTableNotes(t *testing.T) {
+	var b bytes.Buffer
+	WriteTable(&b, []Result{
+		{Peer: PeerGopipe, Sent: 8485, Failed: 11515, SinkMessages: 8485, Wall: time.Second, CPU: time.Second, MaxRSS: 1 << 20,
+			Note: "10884 of 20000 messages never attempted"},
+		{Peer: PeerSpate, Skipped: "x", Note: "not shown"},
+	})
+	s := b.String()
+	if !strings.HasSuffix(s, "\n\n- gopipe: 10884 of 20000 messages never attempted\n") || strings.Contains(s, "not shown") {
+		t.Fatalf("notes:\n%s", s)
+	}
+}
