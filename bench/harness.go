@@ -146,6 +146,13 @@ type Result struct {
 	Note string
 }
 
+func (r *Result) addNote(s string) {
+	if r.Note != "" {
+		r.Note += "; "
+	}
+	r.Note += s
+}
+
 // Ran reports whether the peer ran to completion.
 func (r Result) Ran() bool { return r.Skipped == "" && r.Err == "" }
 
@@ -246,7 +253,16 @@ func runPeer(ctx context.Context, cfg *Config, name, addr string, sk Sink) Resul
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	self0 := selfCPU()
 	t0 := time.Now()
-	err := cmd.Run()
+	err := cmd.Start()
+	var hwm int64
+	if err == nil {
+		stopPoll := make(chan struct{})
+		polled := make(chan int64, 1)
+		go pollHWM(cmd.Process.Pid, stopPoll, polled)
+		err = cmd.Wait()
+		close(stopPoll)
+		hwm = <-polled
+	}
 	r.Wall = time.Since(t0)
 	r.SinkCPU = selfCPU() - self0
 	if sk != nil {
@@ -256,8 +272,17 @@ func runPeer(ctx context.Context, cfg *Config, name, addr string, sk Sink) Resul
 	}
 	if ps := cmd.ProcessState; ps != nil {
 		r.CPU = ps.UserTime() + ps.SystemTime()
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			r.MaxRSS = ru.Maxrss * 1024 // Linux reports KB
+		// The child's ru_maxrss is no good: Linux carries the parent's
+		// high-water mark into it at exec (the sink shares this process),
+		// so every peer would show at least the harness's peak. VmHWM of
+		// the child's own address space, sampled while it runs, is used
+		// instead, or the peer's own report when it gives one.
+		r.MaxRSS = hwm
+		if r.MaxRSS == 0 {
+			if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+				r.MaxRSS = ru.Maxrss * 1024 // Linux reports KB
+				r.addNote("peak RSS from rusage (includes the harness's)")
+			}
 		}
 	}
 	var perr error
@@ -271,11 +296,11 @@ func runPeer(ctx context.Context, cfg *Config, name, addr string, sk Sink) Resul
 		r.Failed = int64(cfg.N) - r.Sent
 	}
 	if attempted := r.Sent + r.Failed; attempted < int64(cfg.N) && perr == nil {
-		r.Note = fmt.Sprintf("%d of %d messages never attempted", int64(cfg.N)-attempted, cfg.N)
+		r.addNote(fmt.Sprintf("%d of %d messages never attempted", int64(cfg.N)-attempted, cfg.N))
 	}
 	r.Failed = int64(cfg.N) - r.Sent
 	if r.SinkMessages >= 0 && r.SinkMessages != r.Sent && perr == nil {
-		r.Note = strings.TrimPrefix(r.Note+fmt.Sprintf("; the sink accepted %d", r.SinkMessages), "; ")
+		r.addNote(fmt.Sprintf("the sink accepted %d", r.SinkMessages))
 	}
 	switch {
 	case cctx.Err() != nil:
@@ -385,6 +410,40 @@ func buildGopipe(cfg *Config) (string, string) {
 	return bin, ""
 }
 
+// pollHWM samples VmHWM (the peak RSS of the process's own address space)
+// from /proc every 10 ms until stop is closed, then sends the largest.
+func pollHWM(pid int, stop <-chan struct{}, out chan<- int64) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	var peak int64
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			peak = max(peak, parseHWM(b))
+		}
+		select {
+		case <-stop:
+			out <- peak
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// parseHWM returns VmHWM in bytes from a /proc/<pid>/status text (0 = absent).
+func parseHWM(status []byte) int64 {
+	for _, line := range bytes.Split(status, []byte("\n")) {
+		if rest, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			f := bytes.Fields(rest)
+			if len(f) >= 1 {
+				kb, _ := strconv.ParseInt(string(f[0]), 10, 64)
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
 func parsePeerJSON(out []byte, r *Result) error {
 	line := bytes.TrimSpace(out)
 	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
@@ -396,6 +455,9 @@ func parsePeerJSON(out []byte, r *Result) error {
 	}
 	r.Sent, r.Failed = pr.Sent, pr.Failed
 	r.P50, r.P99 = time.Duration(pr.P50NS), time.Duration(pr.P99NS)
+	if pr.MaxRSS > 0 {
+		r.MaxRSS = pr.MaxRSS // exact: read by the peer just before it exits
+	}
 	if pr.Error != "" {
 		return errors.New(pr.Error)
 	}

@@ -243,3 +243,40 @@ func TestRunNotesShortRuns(t *testing.T) {
 		t.Fatalf("note %q; want %q", r.Note, want)
 	}
 }
+
+func TestParseHWM(t *testing.T) {
+	st := []byte("Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n")
+	if got := parseHWM(st); got != 1234*1024 {
+		t.Fatalf("got %d; want %d", got, 1234*1024)
+	}
+	if got := parseHWM([]byte("Name:\tzombie\nState:\tZ\n")); got != 0 {
+		t.Fatalf("zombie: got %d; want 0", got)
+	}
+}
+
+// TestPeakRSSIsTheChilds: a child that allocates nothing must not report
+// the harness's own (larger) high-water mark, which Linux carries into
+// ru_maxrss at exec.
+func TestPeakRSSIsTheChilds(t *testing.T) {
+	ballast := make([]byte, 200<<20)
+	for i := 0; i < len(ballast); i += 4096 {
+		ballast[i] = 1
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/gopipe", []byte("#!/bin/sh\nsleep 0.1\necho 'gopipe sent=200 failed=0'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.WorkDir = dir
+	cfg.Peers = []string{PeerGopipe, PeerNetSMTP}
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if !r.Ran() || r.MaxRSS <= 0 || r.MaxRSS > 150<<20 {
+			t.Errorf("%s: ran %v (%s), peak RSS %d MB; want a small positive figure below the harness's 200 MB", r.Peer, r.Ran(), r.Err, r.MaxRSS>>20)
+		}
+	}
+	ballast[1] = 2
+}

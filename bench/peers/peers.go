@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -132,8 +134,12 @@ type Result struct {
 	P50NS int64 `json:"p50_ns"`
 	P99NS int64 `json:"p99_ns"`
 	// Conns counts connections opened (redials after a drop included).
-	Conns int64  `json:"conns"`
-	Error string `json:"error,omitempty"`
+	Conns int64 `json:"conns"`
+	// MaxRSS is the process's VmHWM in bytes just before it reported (0 =
+	// unknown): unlike ru_maxrss it excludes the parent's high-water mark
+	// that Linux carries over at exec.
+	MaxRSS int64  `json:"max_rss"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Run runs one peer in this process.
@@ -167,6 +173,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := Run(context.Background(), kind, o)
 	res.Peer = kind
+	res.MaxRSS = selfHWM()
 	if err != nil {
 		res.Error = err.Error()
 	}
@@ -175,6 +182,23 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "spate bench-peer:", err)
 		return 2
+	}
+	return 0
+}
+
+// selfHWM returns this process's VmHWM in bytes (0 if unreadable).
+func selfHWM() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb * 1024
+			}
+		}
 	}
 	return 0
 }
