@@ -222,7 +222,7 @@ func TestRunNotesShortRuns(t *testing.T) {
 	dir := t.TempDir()
 	script := dir + "/fake-gopipe"
 	// A stand-in gopipe that reports 50 sent, 10 failed of N and exits 1.
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'gopipe sent=50 failed=10 conns=4'\nexit 1\n"), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nsleep 0.1\necho 'gopipe sent=50 failed=10 conns=4'\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t)
