@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,6 +75,9 @@ type Config struct {
 	Loops int
 	// Timeout bounds each peer's run (0 = 2 minutes).
 	Timeout time.Duration
+	// Repeat runs every peer this many times (rounds, order rotated) and
+	// reports the run with the median rate (0 = 1).
+	Repeat int
 
 	// SinkAddr targets an already running sink instead of starting one;
 	// sink-side counts are then unknown.
@@ -118,6 +122,9 @@ func (c *Config) defaults() {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 2 * time.Minute
+	}
+	if c.Repeat <= 0 {
+		c.Repeat = 1
 	}
 	if c.GopipeDir == "" {
 		c.GopipeDir = DefaultGopipeDir
@@ -204,22 +211,51 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		defer sk.Close()
 		addr = sk.Addr()
 	}
-	var out []Result
+	// Rounds: every peer once per round; later rounds rotate the order so
+	// that no peer always runs first (a warm sink) or last.
+	runs := make(map[string][]Result, len(cfg.Peers))
+	for round := 0; round < cfg.Repeat; round++ {
+		for k := range cfg.Peers {
+			p := cfg.Peers[(k+round)%len(cfg.Peers)]
+			if prev := runs[p]; len(prev) > 0 && !prev[0].Ran() {
+				continue // skipped or failed once: do not retry
+			}
+			if ctx.Err() != nil {
+				runs[p] = []Result{{Peer: p, Skipped: "interrupted", SinkMessages: -1}}
+				continue
+			}
+			cfg.Logf("bench: %s: %d messages, %d sessions, %d B, %d rcpt(s) → %s", p, cfg.N, cfg.Sessions, cfg.Size, cfg.Rcpts, addr)
+			r := runPeer(ctx, &cfg, p, addr, sk)
+			if r.Skipped != "" {
+				cfg.Logf("bench: %s: skipped (%s)", p, r.Skipped)
+			} else if r.Err != "" {
+				cfg.Logf("bench: %s: failed (%s)", p, r.Err)
+			}
+			if !r.Ran() {
+				runs[p] = []Result{r}
+				continue
+			}
+			runs[p] = append(runs[p], r)
+		}
+	}
+	out := make([]Result, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		if ctx.Err() != nil {
-			out = append(out, Result{Peer: p, Skipped: "interrupted"})
-			continue
-		}
-		cfg.Logf("bench: %s: %d messages, %d sessions, %d B, %d rcpt(s) → %s", p, cfg.N, cfg.Sessions, cfg.Size, cfg.Rcpts, addr)
-		r := runPeer(ctx, &cfg, p, addr, sk)
-		if r.Skipped != "" {
-			cfg.Logf("bench: %s: skipped (%s)", p, r.Skipped)
-		} else if r.Err != "" {
-			cfg.Logf("bench: %s: failed (%s)", p, r.Err)
-		}
-		out = append(out, r)
+		out = append(out, median(runs[p]))
 	}
 	return out, nil
+}
+
+// median returns the run with the median rate (the lower middle one for an
+// even count), noting how many runs it was chosen from.
+func median(rs []Result) Result {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	sorted := append([]Result(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Rate() < sorted[j].Rate() })
+	m := sorted[(len(sorted)-1)/2]
+	m.addNote(fmt.Sprintf("median of %d runs (%.0f–%.0f msgs/s)", len(rs), sorted[0].Rate(), sorted[len(sorted)-1].Rate()))
+	return m
 }
 
 // peerCmd is how one peer is run.

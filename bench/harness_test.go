@@ -280,3 +280,44 @@ func TestPeakRSSIsTheChilds(t *testing.T) {
 	}
 	ballast[1] = 2
 }
+
+func TestMedian(t *testing.T) {
+	mk := func(msgs int64) Result {
+		return Result{Peer: "p", Sent: msgs, SinkMessages: msgs, Wall: time.Second}
+	}
+	m := median([]Result{mk(300), mk(100), mk(200)})
+	if m.Sent != 200 || m.Note != "median of 3 runs (100–300 msgs/s)" {
+		t.Fatalf("got %d %q; want 200 and the note", m.Sent, m.Note)
+	}
+	if m := median([]Result{mk(5)}); m.Note != "" || m.Sent != 5 {
+		t.Fatalf("one run: %+v", m)
+	}
+}
+
+// TestRunRepeat: each peer runs Repeat times against the one sink.
+func TestRunRepeat(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Peers = []string{PeerNetSMTP, PeerSMTPSource}
+	cfg.SMTPSource = "/nonexistent"
+	cfg.Repeat = 3
+	cfg.N = 50
+	var sinkRef Sink
+	cfg.StartSink = func(o SinkOptions) (Sink, error) {
+		s, err := startCountSink(o)
+		sinkRef = s
+		return s, err
+	}
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sinkRef.Messages(); got != 150 {
+		t.Fatalf("sink got %d messages; want 3 runs × 50", got)
+	}
+	if !strings.HasPrefix(rs[0].Note, "median of 3 runs") || rs[0].SinkMessages != 50 {
+		t.Fatalf("netsmtp: %+v", rs[0])
+	}
+	if rs[1].Skipped == "" {
+		t.Fatalf("smtp-source: %+v; want skipped", rs[1])
+	}
+}

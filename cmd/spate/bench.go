@@ -39,6 +39,7 @@ func runBench(args []string) int {
 	peerList := fs.String("peers", strings.Join(bench.AllPeers, ","), "peers to run, comma-separated")
 	loops := fs.Int("loops", 0, "spate engine event loops (0 = number of CPUs)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "bound on each peer's run")
+	repeat := fs.Int("repeat", 1, "run every peer this many times (order rotated) and report its median run")
 	sinkAddr := fs.String("sink", "", "target a running sink at host:port instead of starting one (sink counts then unknown)")
 	scen := fs.String("scenarios", "", "run named scenarios: all or "+strings.Join(scenarios.Names(), ",")+
 		" (explicitly set --sessions/--size/--rcpts/--starttls/--latency override each scenario)")
@@ -86,7 +87,7 @@ func runBench(args []string) int {
 	}
 	base := bench.Config{
 		Sessions: *sessions, N: *n, Size: *size, Rcpts: *rcpts, StartTLS: *starttls, Latency: *latency,
-		Peers: pl, Loops: *loops, Timeout: *timeout, SinkAddr: *sinkAddr, Self: []string{exe, "bench-peer"},
+		Peers: pl, Loops: *loops, Timeout: *timeout, Repeat: *repeat, SinkAddr: *sinkAddr, Self: []string{exe, "bench-peer"},
 		StartSink: startBenchSink,
 	}
 	if !*quiet {
