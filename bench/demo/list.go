@@ -69,8 +69,8 @@ var (
 
 // WriteList writes n recipients over the providers' domains (weighted by
 // Share, deterministic for seed) as CSV with columns email, first_name,
-// city, plan, unsubscribe_url. About 0.5 % of the recipients are scripted failures the sink
-// answers permanently (permfail@, a 5.1.1 bounce), and badRows malformed rows
+// city, plan, unsubscribe_url. About 0.5 % of the recipients (at most one per
+// domain) are permfail@, which the sink refuses with 550 5.1.1, and badRows malformed rows
 // are mixed in to show how the reader reports and skips them.
 func WriteList(w io.Writer, n int, ps []Provider, seed uint64, badRows int) error {
 	rng := rand.New(rand.NewPCG(seed, seed+1))
@@ -88,6 +88,7 @@ func WriteList(w io.Writer, n int, ps []Provider, seed uint64, badRows int) erro
 	}
 	bw := bufio.NewWriter(w)
 	fmt.Fprintln(bw, "email,first_name,city,plan,unsubscribe_url")
+	failed := map[string]bool{}
 	badEvery := 0
 	if badRows > 0 {
 		badEvery = n / (badRows + 1)
@@ -99,8 +100,10 @@ func WriteList(w io.Writer, n int, ps []Provider, seed uint64, badRows int) erro
 			j--
 		}
 		local := fmt.Sprintf("user%06d", i)
-		if rng.IntN(200) == 0 {
-			local = fmt.Sprintf("permfail-%06d", i)
+		if rng.IntN(200) == 0 && !failed[doms[j].name] {
+			// The sink refuses this local part with 550 5.1.1 (one per domain:
+			// the reader drops duplicate addresses).
+			local, failed[doms[j].name] = "permfail", true
 		}
 		fmt.Fprintf(bw, "%s@%s,%s,%s,%s,https://news.example.com/u?r=%d\n", local, doms[j].name, firstNames[rng.IntN(len(firstNames))],
 			cities[rng.IntN(len(cities))], plans[rng.IntN(len(plans))], i)

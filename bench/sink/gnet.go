@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
 )
 
 // handler serves plaintext sessions on gnet loops.
@@ -32,7 +33,7 @@ type gconn struct {
 
 func (s *Server) startGnet() error {
 	h := &handler{srv: s, ready: make(chan error, 1)}
-	opts := []gnet.Option{gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithReuseAddr(true)}
+	opts := []gnet.Option{gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithReuseAddr(true), gnet.WithLogLevel(logging.ErrorLevel)}
 	if s.cfg.Loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
 	} else {

@@ -462,7 +462,3 @@ func addrOf(a net.Addr) netip.Addr {
 	}
 	return netip.Addr{}
 }
-
-
-
-
