@@ -52,13 +52,21 @@ func (z *Zone) AddNullMX(domain string) {
 
 // Start serves the zone on 127.0.0.1 (a free port) and returns its address.
 func (z *Zone) Start() (string, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	// UDP and TCP on one port: the UDP port the kernel picks may be taken
+	// for TCP (the demo's sink, a test's listener), so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return "", err
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
+	}
+	if err != nil {
 		return "", err
 	}
 	z.addr = pc.LocalAddr().String()

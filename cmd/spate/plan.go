@@ -77,8 +77,15 @@ func loadConfig(path string) (*tuning.Config, error) {
 }
 
 func printPlan(w io.Writer, p *campaign.Plan, top int) {
+	round := time.Second
+	if p.Makespan < time.Minute {
+		round = 100 * time.Millisecond
+	}
 	fmt.Fprintf(w, "plan: %d recipients, %d domains, %d sites; predicted makespan %s (set by %s)\n",
-		p.Recipients, p.Domains, len(p.Sites), p.Makespan.Round(time.Second), p.Bound)
+		p.Recipients+p.Unroutable, p.Domains, len(p.Sites), p.Makespan.Round(round), p.Bound)
+	if p.Unroutable > 0 {
+		fmt.Fprintf(w, "      %d recipients are in domains that accept no mail (null MX or no such domain): they bounce at once\n", p.Unroutable)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SITE\tPROVIDER\tDOMAINS\tRCPTS\tSOURCES\tCONNS\tMSGS/S\tBOUND\tTIME")
 	for i, s := range p.Sites {

@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math"
 	"net/netip"
@@ -54,6 +55,9 @@ type Plan struct {
 	Recipients int
 	Domains    int
 	BadRows    int
+	// Unroutable recipients are in domains that accept no mail (null MX,
+	// NXDOMAIN): they bounce at once and take no sending time.
+	Unroutable int
 	Makespan   time.Duration
 	Bound      string // the site or limit that sets the makespan
 }
@@ -94,11 +98,18 @@ func MakePlan(ctx context.Context, o PlanOptions) (*Plan, error) {
 		n       int
 	}
 	sites := map[string]*site{}
+	unroutable := 0
 	for dom, n := range perDomain {
 		hosts := []string{dom}
 		if o.Resolver != nil {
-			if d, err := o.Resolver.Lookup(ctx, dom); err == nil {
+			d, err := o.Resolver.Lookup(ctx, dom)
+			var le *engine.LookupError
+			switch {
+			case err == nil:
 				hosts = d.Hosts()
+			case errors.Is(err, engine.ErrNullMX) || errors.As(err, &le) && le.Permanent:
+				unroutable += n // bounced at once, never queued
+				continue
 			}
 		}
 		key := siteKey(hosts, o.Config, dom)
@@ -110,21 +121,28 @@ func MakePlan(ctx context.Context, o PlanOptions) (*Plan, error) {
 		s.domains = append(s.domains, dom)
 		s.n += n
 	}
-	p := &Plan{Domains: len(perDomain), BadRows: lr.Stats().Bad}
+	p := &Plan{Domains: len(perDomain), BadRows: lr.Stats().Bad, Unroutable: unroutable}
 	sources := planSources(o.Config)
+	var sps []*SitePlan
+	var paths []*planPath
 	for key, s := range sites {
 		sort.Strings(s.domains)
-		sp := planSite(o, key, s.domains[0], s.hosts, s.n, sources)
+		sp, ps := planSite(o, key, s.domains[0], s.hosts, s.n, sources)
 		sp.Domains = len(s.domains)
-		p.Sites = append(p.Sites, sp)
+		sps = append(sps, sp)
+		paths = append(paths, ps...)
 		p.Recipients += s.n
+	}
+	simulate(o, sps, paths)
+	for _, sp := range sps {
+		p.Sites = append(p.Sites, *sp)
 		if sp.Duration > p.Makespan {
 			p.Makespan, p.Bound = sp.Duration, "site "+sp.Site+" ("+sp.Bound+")"
 		}
 	}
-	if o.EngineRate > 0 {
-		if d := time.Duration(float64(p.Recipients) / o.EngineRate * float64(time.Second)); d > p.Makespan {
-			p.Makespan, p.Bound = d, "engine rate"
+	if o.EngineRate > 0 && p.Bound != "" {
+		if d := time.Duration(float64(p.Recipients) / o.EngineRate * float64(time.Second)); d >= p.Makespan-time.Millisecond {
+			p.Bound = "engine rate"
 		}
 	}
 	sort.Slice(p.Sites, func(i, j int) bool {
@@ -167,67 +185,152 @@ func planSources(cfg *tuning.Config) []tuning.Source {
 	return []tuning.Source{{Address: netip.Addr{}}}
 }
 
-// planSite predicts one site: each source is its own egress path with its own
-// limits; the site's rate is their sum; warm-up caps spread the volume over
-// days.
-func planSite(o PlanOptions, key, domain string, hosts []string, n int, sources []tuning.Source) SitePlan {
+// planPath is one egress path (source × site) in the simulation.
+type planPath struct {
+	site  *SitePlan
+	left  *float64 // the site's recipients still to send
+	rate  float64  // messages per second while the path may send
+	bound string   // what sets rate
+	warm  *tuning.Warmup
+	key   string // warm-up counter: source × provider (shared across sites)
+}
+
+// planSite works out one site's egress paths: each source of the pool is its
+// own path with its own limits.
+func planSite(o PlanOptions, key, domain string, hosts []string, n int, sources []tuning.Source) (*SitePlan, []*planPath) {
 	provider := o.Config.ProviderFor(hosts)
-	sp := SitePlan{Site: key, Provider: provider, Recipients: n, Sources: len(sources)}
-	type path struct {
-		rate float64
-		warm *tuning.Warmup
-	}
-	var paths []path
-	bound := "message rate"
+	sp := &SitePlan{Site: key, Provider: provider, Recipients: n, Sources: len(sources)}
+	left := float64(n)
+	var paths []*planPath
 	for _, src := range sources {
 		st := o.Config.Resolve(tuning.Query{Domain: domain, MXHosts: hosts, Source: src.Name})
-		conns := st.ConnectionLimit
-		if conns <= 0 {
-			conns = 1
-		}
+		conns := max(st.ConnectionLimit, 1)
 		sp.ConnLimit = conns
-		rate := float64(conns) * o.PerConnRate
-		b := "connections"
+		pp := &planPath{site: sp, left: &left, rate: float64(conns) * o.PerConnRate, bound: "connections"}
 		if !st.MaxMessageRate.IsZero() {
-			if mr := st.MaxMessageRate.PerSecond(); mr < rate {
-				rate, b = mr, "message rate"
+			if mr := st.MaxMessageRate.PerSecond(); mr < pp.rate {
+				pp.rate, pp.bound = mr, "message rate"
 			}
 		}
-		bound = b
-		paths = append(paths, path{rate: rate, warm: src.WarmupFor(provider)})
-		sp.Rate += rate
+		// Connections end after max_deliveries_per_connection messages and
+		// new ones open no faster than max_connection_rate.
+		if md := st.MaxDeliveriesPerConnection; md > 0 && !st.MaxConnectionRate.IsZero() {
+			if cr := st.MaxConnectionRate.PerSecond() * float64(md); cr < pp.rate {
+				pp.rate, pp.bound = cr, "connection rate"
+			}
+		}
+		if w := src.WarmupFor(provider); w != nil {
+			pp.warm, pp.key = w, src.Name+"\x00"+w.Provider
+		}
+		sp.Rate += pp.rate
+		sp.Bound = pp.bound
+		paths = append(paths, pp)
 	}
-	// Walk day by day: each path sends at its rate, up to its cap that day.
-	remaining := float64(n)
-	var elapsed time.Duration
+	return sp, paths
+}
+
+// simulate runs every site in parallel as a fluid model: each path sends at
+// its rate while its site has recipients left and its source has warm-up cap
+// left for the day. A source's daily cap is shared by all the sites it sends
+// to (the scheduler counts it per source and provider), so a warming IP
+// spends its cap in the first moments of a campaign and the sites fall back
+// to their warm sources, exactly as the scheduler does. The engine-wide rate,
+// when given, scales every path down in proportion. The model assumes every
+// recipient is accepted at the first attempt and connections are already
+// open; retries and the connection ramp-up are not in it.
+func simulate(o PlanOptions, sites []*SitePlan, paths []*planPath) {
 	t := o.Start
-	for day := 0; remaining > 0 && day < 3650; day++ {
-		dayEnd := time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, t.Location())
-		window := dayEnd.Sub(t).Seconds()
-		var rate, capped float64
-		for _, p := range paths {
-			limit := p.rate * window
-			if p.warm != nil {
-				if c, warm := p.warm.CapOn(t); !warm && float64(c) < limit {
-					limit = float64(c)
-					bound = "warm-up"
+	capLeft := map[string]float64{} // warm-up key → messages left today
+	day := map[string]int{}
+	sitesLeft := len(sites)
+	for _, sp := range sites {
+		if sp.Recipients == 0 {
+			sitesLeft--
+		}
+	}
+	for step := 0; sitesLeft > 0 && step < 1_000_000; step++ {
+		// Refresh today's caps; find the next day boundary of any schedule.
+		next := t.Add(3650 * tuning.Day)
+		for _, pp := range paths {
+			if pp.warm == nil {
+				continue
+			}
+			c, warm := pp.warm.CapOn(t)
+			if warm {
+				pp.warm = nil
+				continue
+			}
+			if d := pp.warm.Day(t); day[pp.key] != d+1 {
+				day[pp.key], capLeft[pp.key] = d+1, float64(c)
+			}
+			loc := pp.warm.Start.Location()
+			y, m, dd := t.In(loc).Date()
+			if mid := time.Date(y, m, dd+1, 0, 0, 0, 0, loc); mid.Before(next) {
+				next = mid
+			}
+		}
+		// Rates now: paths with work and cap.
+		rates := make([]float64, len(paths))
+		keyRate := map[string]float64{}
+		siteRate := map[*SitePlan]float64{}
+		var total float64
+		for i, pp := range paths {
+			if *pp.left <= 0 || (pp.warm != nil && capLeft[pp.key] <= 0) {
+				continue
+			}
+			rates[i] = pp.rate
+			total += pp.rate
+		}
+		scale := 1.0
+		if o.EngineRate > 0 && total > o.EngineRate {
+			scale = o.EngineRate / total
+		}
+		for i, pp := range paths {
+			rates[i] *= scale
+			siteRate[pp.site] += rates[i]
+			if pp.warm != nil {
+				keyRate[pp.key] += rates[i]
+			}
+		}
+		// The next event: a site finishes, a cap runs out, or a day ends.
+		dt := next.Sub(t).Seconds()
+		for _, pp := range paths {
+			if r := siteRate[pp.site]; r > 0 {
+				dt = math.Min(dt, *pp.left/r)
+			}
+			if r := keyRate[pp.key]; pp.warm != nil && r > 0 {
+				dt = math.Min(dt, capLeft[pp.key]/r)
+			}
+		}
+		for i, pp := range paths {
+			if rates[i] == 0 {
+				continue
+			}
+			*pp.left -= rates[i] * dt
+			if pp.warm != nil {
+				capLeft[pp.key] -= rates[i] * dt
+			}
+		}
+		for _, pp := range paths {
+			if pp.warm != nil && capLeft[pp.key] < 1e-6 {
+				capLeft[pp.key] = 0
+				if *pp.left > 1e-6 {
+					pp.site.Bound = "warm-up" // the site slows down when this source stops
 				}
 			}
-			capped += limit
-			rate += p.rate
 		}
-		if capped >= remaining {
-			// Finishes today; paths send in parallel at their rates until
-			// their caps: approximate with the aggregate rate.
-			secs := remaining / math.Max(rate, 1e-9)
-			elapsed += time.Duration(secs * float64(time.Second))
-			remaining = 0
-			break
+		t = t.Add(time.Duration(dt * float64(time.Second)))
+		for _, sp := range sites {
+			if sp.Duration == 0 && sp.Recipients > 0 && siteRate[sp] > 0 {
+				// Paths of one site share its counter: check any of them.
+				for _, pp := range paths {
+					if pp.site == sp && *pp.left <= 1e-6 {
+						sp.Duration = max(t.Sub(o.Start), time.Millisecond)
+						sitesLeft--
+						break
+					}
+				}
+			}
 		}
-		remaining -= capped
-		elapsed += dayEnd.Sub(t)
-		t = dayEnd
 	}
-	sp.Bound, sp.Duration = bound, elapsed
-	return sp
 }
