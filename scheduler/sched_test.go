@@ -358,3 +358,41 @@ duration = "30s"
 	}
 	t.Logf("shared peak conns %d, TS04 rejects %d, resumed at %s, ordinary site done at %s", e.peakConns[sharedSite], tsRejects, tsResumedAt, otherDoneAt)
 }
+
+// Sessions poll on replies and engine ticks, not at the instant the next
+// event conforms: a 500/s throttle polled every 5 ms must still deliver
+// 500/s (a plain GCRA forfeits the lateness and gives 400/s), while a
+// throttle idle for a second starts again with no saved-up burst.
+func TestThrottleCoarsePolling(t *testing.T) {
+	spec, err := tuning.ParseThrottleSpec("500/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := NewThrottle(spec)
+	clk := &fakeClock{t: t0}
+	n := 0
+	for end := t0.Add(10 * time.Second); clk.t.Before(end); clk.Advance(5 * time.Millisecond) {
+		for {
+			ok, _ := th.Allow(clk.t)
+			if !ok {
+				break
+			}
+			n++
+		}
+	}
+	if n < 4990 || n > 5011 {
+		t.Errorf("500/s polled every 5 ms for 10 s: %d events; want 5000 (-10, +11)", n)
+	}
+	clk.Advance(time.Second)
+	burst := 0
+	for {
+		ok, _ := th.Allow(clk.t)
+		if !ok {
+			break
+		}
+		burst++
+	}
+	if burst != 1 {
+		t.Errorf("after 1 s idle: %d events at once; want 1", burst)
+	}
+}
