@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sort"
 )
 
@@ -57,5 +58,26 @@ func main() {
 		usage()
 		os.Exit(exitUsage)
 	}
-	os.Exit(c.run(os.Args[2:]))
+	os.Exit(profiled(func() int { return c.run(os.Args[2:]) }))
+}
+
+// profiled runs f under a CPU profile written to $SPATE_CPUPROFILE, if set
+// (for `go tool pprof bin/spate $SPATE_CPUPROFILE`).
+func profiled(f func() int) int {
+	path := os.Getenv("SPATE_CPUPROFILE")
+	if path == "" {
+		return f()
+	}
+	pf, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(pf)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "spate: SPATE_CPUPROFILE:", err)
+		return f()
+	}
+	code := f()
+	pprof.StopCPUProfile()
+	pf.Close()
+	return code
 }

@@ -74,7 +74,7 @@ func (r *Runner) Outcome(env *engine.Envelope, i int, o engine.Outcome) {
 }
 
 func (r *Runner) report(d *delivery, o engine.Outcome) {
-	r.inflight.Add(-1)
+	idle := r.inflight.Add(-1) == 0
 	res := scheduler.Outcome{Code: o.Code, Enhanced: o.Enhanced.String(), Text: o.Text, Local: o.Local}
 	switch o.Result {
 	case engine.ResultDelivered:
@@ -107,7 +107,12 @@ func (r *Runner) report(d *delivery, o engine.Outcome) {
 		r.deferred.Add(1)
 		_ = r.jr.Append(journal.Record{Row: uint32(it.Row), State: journal.StateDeferred, Code: uint16(o.Code), Attempts: uint8(min(it.Attempts, 255)), Time: r.o.Now().UnixMilli()})
 	}
-	r.kick()
+	// The dispatcher cares about new retry times and about the last
+	// recipient in flight (the campaign may be finished); a plain delivery
+	// changes neither, and waking it per message cost 5 % of the CPU.
+	if !dec.Final || idle {
+		r.kick()
+	}
 }
 
 // Done recycles the delivery once the engine is finished with it.
