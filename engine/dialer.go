@@ -72,6 +72,9 @@ func (p *dialPool) pop() (d dialReq, ok bool) {
 	p.head++
 	if p.head == len(p.q) {
 		p.q, p.head = p.q[:0], 0
+		if cap(p.q) > 256 {
+			p.q = nil // a burst of dials (10,000 at start) need not stay resident
+		}
 	}
 	return d, true
 }

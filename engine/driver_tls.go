@@ -305,7 +305,7 @@ func (e *Engine) startImplicit(d *drvConn, nc net.Conn) {
 	e.st.opened.Add(1)
 	e.st.gor.Add(1)
 	d.opened.Store(true)
-	d.s = newDriverSession(d.cfg, d.info, e, d, time.Now().UnixNano())
+	d.s = newDriverSession(d.cfg, d.connInfo(), e, d, time.Now().UnixNano())
 	g := e.goConns.add(d, nc)
 	go g.run(nil, true)
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,7 +177,7 @@ func (l *drvLoop) runDrain() {
 func (l *drvLoop) add(d *drvConn) {
 	d.idx = len(l.conns)
 	l.conns = append(l.conns, d)
-	l.byPath[d.info.Path] = append(l.byPath[d.info.Path], d)
+	l.byPath[d.dial.Path] = append(l.byPath[d.dial.Path], d)
 }
 
 func (l *drvLoop) remove(d *drvConn) {
@@ -189,7 +190,7 @@ func (l *drvLoop) remove(d *drvConn) {
 	l.conns[last] = nil
 	l.conns = l.conns[:last]
 	d.idx = -1
-	cs := l.byPath[d.info.Path]
+	cs := l.byPath[d.dial.Path]
 	for i, x := range cs {
 		if x == d {
 			cs[i] = cs[len(cs)-1]
@@ -199,9 +200,9 @@ func (l *drvLoop) remove(d *drvConn) {
 		}
 	}
 	if len(cs) == 0 {
-		delete(l.byPath, d.info.Path)
+		delete(l.byPath, d.dial.Path)
 	} else {
-		l.byPath[d.info.Path] = cs
+		l.byPath[d.dial.Path] = cs
 	}
 }
 
@@ -221,7 +222,7 @@ func (l *drvLoop) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	e.st.open.Add(1)
 	e.st.opened.Add(1)
 	now := time.Now().UnixNano()
-	d.s = newDriverSession(d.cfg, d.info, e, d, now)
+	d.s = newDriverSession(d.cfg, d.connInfo(), e, d, now)
 	l.add(d)
 	if d.cfg.TLS == TLSImplicit {
 		d.startTLS(now) // in the loop (the goroutine driver took it at dial time)
@@ -302,8 +303,9 @@ type drvConn struct {
 	s    driverSession
 	cfg  *SessionConfig
 	dial dialReq
-	info ConnInfo
-	idx  int // in l.conns
+	id   uint64     // ConnInfo.ID
+	src  netip.Addr // ConnInfo.Source: the socket's local address
+	idx  int        // in l.conns
 
 	opened  atomic.Bool // OnOpen ran (read by the dial worker)
 	closing bool        // close requested
@@ -323,7 +325,13 @@ func newConn(e *Engine, d dialReq, info ConnInfo) *drvConn {
 		c.TLS = TLSDisabled
 		cfg = &c
 	}
-	return &drvConn{e: e, cfg: cfg, dial: d, info: info, idx: -1}
+	return &drvConn{e: e, cfg: cfg, dial: d, id: info.ID, src: info.Source, idx: -1}
+}
+
+// connInfo is the ConnInfo the session starts with (the session keeps its
+// own copy up to date; the driver keeps only what it cannot derive).
+func (d *drvConn) connInfo() ConnInfo {
+	return ConnInfo{ID: d.id, Path: d.dial.Path, Source: d.src, Host: d.dial.Host, Addr: d.dial.Addr}
 }
 
 // Outcome forwards to the engine's Reporter.

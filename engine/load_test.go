@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -389,6 +390,31 @@ func ldLatencyConn(c net.Conn, lat time.Duration, tc *tls.Config) {
 	}
 }
 
+// ldLastSinkPID is the process id of the last ldSinkChild.
+var ldLastSinkPID int
+
+// ldProcCPU returns the CPU time (user+sys) process pid has used so far
+// (0 if /proc cannot tell).
+func ldProcCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// field 3, utime 14, stime 15 (clock ticks, USER_HZ = 100 on Linux).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 // ldSinkChild starts the sink in a child process and returns its address.
 func ldSinkChild(t *testing.T, lat time.Duration, withTLS bool) netip.AddrPort {
 	t.Helper()
@@ -407,6 +433,7 @@ func ldSinkChild(t *testing.T, lat time.Duration, withTLS bool) netip.AddrPort {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	ldLastSinkPID = cmd.Process.Pid
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	for i := 0; ; i++ {
 		c, err := net.Dial("tcp", addr)
@@ -501,8 +528,12 @@ func (r *ldRedialer) ConnClosed(c ConnInfo, err error) {
 
 // TestLoadLatency: SPATE_LOAD_SESSIONS (default 10,000) sessions against a
 // sink (child process) answering after 100 ms; reports throughput against
-// the latency bound (sessions / 100 ms, one message per round trip) and
-// this process's RSS growth per session.
+// the latency bound (sessions / 100 ms, one message per round trip), this
+// process's RSS growth per session, the CPU of spate and of the sink (both
+// share the machine), and read/write syscalls per message. Diagnostics:
+// SPATE_LOAD_TRACE=1 logs open/dialing/delivered every 250 ms,
+// SPATE_LOAD_HEAPPROFILE=file writes a heap profile near the peak,
+// SPATE_LOAD_GOROUTINES=file a goroutine dump after 3 s.
 func TestLoadLatency(t *testing.T) {
 	if os.Getenv("SPATE_LOAD") == "" {
 		t.Skip("set SPATE_LOAD=1")
@@ -527,12 +558,20 @@ func TestLoadLatency(t *testing.T) {
 	runtime.GC()
 	rss0 := ldRSS()
 	sc := &SessionConfig{EHLOName: "spate.bench.test", TLS: TLSDisabled, Timeouts: DefaultTimeouts()}
+	sinkPID := ldLastSinkPID
+	u0, s0 := ldRusage(), ldProcCPU(sinkPID)
+	r0, w0 := ldSyscalls()
 	start := time.Now()
 	for i := 0; i < sessions; i++ {
 		e.Dial(Dial{Path: uint64(i), Host: "sink", Addr: netip.MustParseAddrPort(addr), Config: sc})
 	}
+	var allOpen time.Duration // until every dial was enrolled
+	trace := os.Getenv("SPATE_LOAD_TRACE") != ""
+	gdumped := false
 	var peak int64
 	var rssPeak int64
+	var memAt int64   // open sessions at the last memory snapshot
+	var memLog string // that snapshot, logged at the end
 	tk := time.NewTicker(250 * time.Millisecond)
 	defer tk.Stop()
 	timeout := time.After(180 * time.Second)
@@ -542,19 +581,48 @@ wait:
 		case <-f.doneCh:
 			break wait
 		case <-tk.C:
-			if o := e.Stats().Open; o > peak {
+			st := e.Stats()
+			if gpath := os.Getenv("SPATE_LOAD_GOROUTINES"); gpath != "" && time.Since(start) > 3*time.Second && !gdumped {
+				gdumped = true
+				gf, _ := os.Create(gpath)
+				pprof.Lookup("goroutine").WriteTo(gf, 1)
+				gf.Close()
+			}
+			if trace {
+				t.Logf("%6.2fs open %5d dialing %5d delivered %7d", time.Since(start).Seconds(), st.Open, st.Dialing, f.delivered.Load())
+			}
+			if allOpen == 0 && st.Dialing == 0 {
+				allOpen = time.Since(start)
+			}
+			if o := st.Open; o > peak {
 				peak = o
 				rssPeak = ldRSS()
+				if o >= int64(sessions)/2 && o >= memAt+int64(sessions)/20 {
+					memAt = o
+					memLog = ldPeakMem(t, o)
+				}
 			}
 		case <-timeout:
 			t.Fatalf("incomplete: delivered %d of %d, stats %+v", f.delivered.Load(), total, e.Stats())
 		}
 	}
 	wall := time.Since(start)
+	cpu, sinkCPU := ldRusage()-u0, ldProcCPU(sinkPID)-s0
+	r1, w1 := ldSyscalls()
 	rate := float64(total) / wall.Seconds()
 	bound := float64(sessions) / lat.Seconds()
+	if memLog != "" {
+		t.Log(memLog)
+	}
 	t.Logf("%d sessions, latency %v: %d msgs in %.2fs = %.0f msg/s; latency bound %.0f msg/s (%.0f%%); peak open %d; RSS +%d KB at peak = %.1f KB/session",
 		sessions, lat, total, wall.Seconds(), rate, bound, 100*rate/bound, peak, (rssPeak-rss0)>>10, float64(rssPeak-rss0)/1024/float64(max(peak, 1)))
+	enrolled := "still dialing at the end"
+	if allOpen > 0 {
+		enrolled = fmt.Sprintf("all dials enrolled after %.2fs", allOpen.Seconds())
+	}
+	t.Logf("spate cpu %.2fs (%.1f µs/msg), sink cpu %.2fs (%.1f µs/msg): %.2f of %d cores busy with both; %s; read syscalls %.2f/msg, write(v) %.2f/msg",
+		cpu.Seconds(), float64(cpu.Microseconds())/float64(total), sinkCPU.Seconds(), float64(sinkCPU.Microseconds())/float64(total),
+		(cpu+sinkCPU).Seconds()/wall.Seconds(), runtime.NumCPU(), enrolled, float64(r1-r0)/float64(total), float64(w1-w0)/float64(total))
 	e.Close()
 
 	gp := filepath.Join(t.TempDir(), "gopipe")
@@ -564,15 +632,68 @@ wait:
 		t.Logf("gopipe not built: %v\n%s", err, out)
 		return
 	}
+	gs0 := ldProcCPU(sinkPID)
 	gwall, gcpu, out := ldChild(t, gp, "-addr", addr, "-c", strconv.Itoa(sessions), "-n", strconv.FormatInt(total, 10), "-size", "1000", "-r", "1", "-timeout", "170s")
-	_ = gcpu
+	gsink := ldProcCPU(sinkPID) - gs0
 	var maxrss int64
 	if m := ldRateRE.FindSubmatch(out); m == nil {
 		t.Fatalf("gopipe output: %s", out)
 	}
 	maxrss = ldLastMaxRSS
-	t.Logf("gopipe %d sessions: %.0f msg/s; max RSS %d KB = %.1f KB/session (whole process)",
-		sessions, float64(total)/gwall.Seconds(), maxrss, float64(maxrss)/float64(sessions))
+	t.Logf("gopipe %d sessions: %.0f msg/s; max RSS %d KB = %.1f KB/session (whole process); cpu %.2fs (%.1f µs/msg), sink cpu %.2fs; spate/gopipe msg/s %.2f",
+		sessions, float64(total)/gwall.Seconds(), maxrss, float64(maxrss)/float64(sessions),
+		gcpu.Seconds(), float64(gcpu.Microseconds())/float64(total), gsink.Seconds(), gwall.Seconds()/wall.Seconds())
+}
+
+// ldPeakMem returns the Go runtime's view of memory per open session (the
+// caller logs the one taken nearest the peak) and, with
+// SPATE_LOAD_HEAPPROFILE=file, writes a heap profile there (pprof
+// -sample_index=inuse_space; overwritten at each higher peak). The figures
+// are taken without a forced GC (RSS includes garbage not yet collected),
+// except the profile's live heap.
+func ldPeakMem(t *testing.T, open int64) string {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	per := func(v uint64) float64 { return float64(v) / 1024 / float64(open) }
+	msg := fmt.Sprintf("at %d open: HeapAlloc %.2f, HeapInuse %.2f, HeapSys-Released %.2f, StackInuse %.2f, OtherSys %.2f, GCSys %.2f, RSS %.2f (KB per session, process totals)",
+		open, per(ms.HeapAlloc), per(ms.HeapInuse), per(ms.HeapSys-ms.HeapReleased), per(ms.StackInuse), per(ms.OtherSys), per(ms.GCSys), per(uint64(ldRSS())))
+	if path := os.Getenv("SPATE_LOAD_HEAPPROFILE"); path != "" {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		msg += fmt.Sprintf("; live heap after GC %.2f KB/session (profile %s)", per(ms.HeapAlloc), path)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return msg
+}
+
+// ldSyscalls returns this process's read and write syscall counts so far
+// (/proc/self/io syscr, syscw: read/readv/recv..., write/writev/send...).
+func ldSyscalls() (r, w int64) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "syscr":
+			r = n
+		case "syscw":
+			w = n
+		}
+	}
+	return r, w
 }
 
 // ldRSS returns this process's resident set size in bytes.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spate-mta/spate/codec"
@@ -98,20 +99,48 @@ const (
 // txn is one transaction in flight.
 type txn struct {
 	env      *Envelope
-	rc       []uint8 // per recipient: rcpt*
-	n        int     // recipients sent (≤ MaxRcpts)
-	next     int     // without pipelining: next recipient to send
+	rc       []uint8 // per recipient: rcpt*; rcIn when it fits
+	rcIn     [8]uint8
+	n        int // recipients sent (≤ MaxRcpts)
+	next     int // without pipelining: next recipient to send
 	accepted int
 	failed   bool // MAIL refused, or aborted after a wrong 354
 	bodySent bool
 }
 
-// expect is one reply the session waits for.
+// expect is one reply the session waits for. It holds no pointer (8
+// bytes, not scanned by the GC): t names the transaction by slot.
 type expect struct {
-	cmd codec.Command
-	t   *txn
 	i   int32 // RCPT: recipient index; AUTH LOGIN: step
+	cmd codec.Command
+	t   uint8 // 0: none; k: Session.txs[k-1]
 }
+
+// qInline is the capacity of the expectation ring kept inside the Session
+// (a power of two). Pipelining puts at most MaxRcpts+3 replies in flight
+// (the previous body, then MAIL, RCPT×n, DATA); with up to 5 recipients
+// the ring never leaves the Session, beyond that it grows once (doubling)
+// and keeps its size for the session's life.
+const qInline = 8
+
+// wbuf is the write buffer of a session: command bytes and the segment
+// list Output returns. A session borrows one from wbufPool when it first
+// appends output and gives it back at Flushed (the driver has handed the
+// bytes to the socket, and gnet copies what the socket did not take), so
+// an idle session, or one waiting for replies, holds none.
+type wbuf struct {
+	cmd  []byte   // command bytes not yet flushed
+	mark int      // cmd[:mark] already placed in out
+	out  [][]byte // what Output returns
+}
+
+// wbufMaxCmd: a write buffer whose command bytes grew beyond this (a
+// transaction with very many recipients) is dropped rather than pooled.
+const wbufMaxCmd = 64 << 10
+
+var wbufPool = sync.Pool{New: func() any {
+	return &wbuf{cmd: make([]byte, 0, 1024), out: make([][]byte, 0, 16)}
+}}
 
 // Session is one SMTP client connection as a state machine. It is not safe
 // for concurrent use: every method is called on the goroutine that owns the
@@ -131,7 +160,6 @@ type expect struct {
 // the body goes out in one Output, timed by Timeouts.Final.
 type Session struct {
 	cfg  *SessionConfig
-	to   Timeouts
 	info ConnInfo
 	f    Feeder
 	r    Reporter
@@ -143,14 +171,13 @@ type Session struct {
 	authd bool
 	noTLS bool // STARTTLS refused under TLSOpportunistic: carry on plain
 
-	q      []expect // ring; len is a power of two
+	q      []expect // ring; len is a power of two; qIn until it grows
 	qh, qn int
+	qIn    [qInline]expect
 	txs    [2]txn
 
-	cmd  []byte   // command bytes not yet flushed
-	mark int      // cmd[:mark] already placed in out
-	out  [][]byte // what Output returns
-	rel  []*codec.Message
+	w   *wbuf // borrowed from wbufPool while output is pending; else nil
+	rel []*codec.Message
 
 	since     int64 // head of q is timed from here (or idle period start)
 	taken     int   // transactions sent (MaxMessages)
@@ -169,29 +196,11 @@ type Session struct {
 // DefaultTimeouts values. now is the caller's clock in Unix nanoseconds.
 func NewSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int64) *Session {
 	s := &Session{cfg: cfg, info: info, f: f, r: r, since: now}
-	s.to = cfg.Timeouts
-	def := DefaultTimeouts()
-	for _, p := range [...]struct{ v, d *time.Duration }{
-		{&s.to.Connect, &def.Connect}, {&s.to.Greeting, &def.Greeting}, {&s.to.EHLO, &def.EHLO},
-		{&s.to.StartTLS, &def.StartTLS}, {&s.to.Auth, &def.Auth}, {&s.to.Mail, &def.Mail},
-		{&s.to.Rcpt, &def.Rcpt}, {&s.to.Data, &def.Data}, {&s.to.DataBlock, &def.DataBlock},
-		{&s.to.Final, &def.Final}, {&s.to.Quit, &def.Quit}, {&s.to.Idle, &def.Idle},
-	} {
-		if *p.v <= 0 {
-			*p.v = *p.d
-		}
-	}
 	s.maxRcpts = cfg.MaxRcpts
 	if s.maxRcpts <= 0 {
 		s.maxRcpts = 100
 	}
-	n := 16
-	for n < s.maxRcpts+8 {
-		n <<= 1
-	}
-	s.q = make([]expect, n)
-	s.cmd = make([]byte, 0, 1024)
-	s.out = make([][]byte, 0, 16)
+	s.q = s.qIn[:]
 	if cfg.TLS == TLSImplicit {
 		s.info.TLS = true
 	}
@@ -231,59 +240,94 @@ func (s *Session) Deadline() int64 {
 	}
 	if s.qn == 0 {
 		if s.state == StateIdle {
-			return s.since + int64(s.to.Idle)
+			return s.since + int64(orDefault(s.cfg.Timeouts.Idle, defTimeouts.Idle))
 		}
 		return 0
 	}
 	return s.since + int64(s.timeout(s.q[s.qh].cmd))
 }
 
+// defTimeouts fills the zero fields of SessionConfig.Timeouts.
+var defTimeouts = DefaultTimeouts()
+
+func orDefault(v, d time.Duration) time.Duration {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// timeout is the configured (else default) time to wait for c's reply.
+// It reads cfg, which must not change while the session lives, so that
+// the session carries no copy of it.
 func (s *Session) timeout(c codec.Command) time.Duration {
+	to, d := &s.cfg.Timeouts, &defTimeouts
 	switch c {
 	case codec.CmdGreeting:
-		return s.to.Greeting
+		return orDefault(to.Greeting, d.Greeting)
 	case codec.CmdEHLO, codec.CmdHELO:
-		return s.to.EHLO
+		return orDefault(to.EHLO, d.EHLO)
 	case codec.CmdStartTLS:
-		return s.to.StartTLS
+		return orDefault(to.StartTLS, d.StartTLS)
 	case codec.CmdAuth:
-		return s.to.Auth
+		return orDefault(to.Auth, d.Auth)
 	case codec.CmdMail, codec.CmdRset, codec.CmdNoop:
-		return s.to.Mail
+		return orDefault(to.Mail, d.Mail)
 	case codec.CmdRcpt:
-		return s.to.Rcpt
+		return orDefault(to.Rcpt, d.Rcpt)
 	case codec.CmdData:
-		return s.to.Data
+		return orDefault(to.Data, d.Data)
 	case codec.CmdBody:
-		return s.to.Final
+		return orDefault(to.Final, d.Final)
 	case codec.CmdQuit:
-		return s.to.Quit
+		return orDefault(to.Quit, d.Quit)
 	}
-	return s.to.Mail
+	return orDefault(to.Mail, d.Mail)
 }
 
 // Output returns the bytes to write now, nil if none: commands and message
 // segments in order. The slice and what it holds are valid until Flushed;
 // calling Output again before Flushed returns the same bytes.
 func (s *Session) Output() [][]byte {
-	if len(s.cmd) > s.mark {
-		s.out = append(s.out, s.cmd[s.mark:len(s.cmd):len(s.cmd)])
-		s.mark = len(s.cmd)
-	}
-	if len(s.out) == 0 {
+	w := s.w
+	if w == nil {
 		return nil
 	}
-	return s.out
+	w.seal()
+	if len(w.out) == 0 {
+		return nil
+	}
+	return w.out
 }
 
 // Flushed tells the session that the driver handed Output to the socket:
 // its buffers are reused, and message bodies finished meanwhile released.
 func (s *Session) Flushed() {
-	clear(s.out)
-	s.out = s.out[:0]
-	s.cmd = s.cmd[:0]
-	s.mark = 0
+	s.giveBack()
 	s.releaseAll()
+}
+
+// borrow makes sure the session holds a write buffer and returns it.
+func (s *Session) borrow() *wbuf {
+	if s.w == nil {
+		s.w = wbufPool.Get().(*wbuf)
+	}
+	return s.w
+}
+
+// giveBack returns the write buffer (what Output returned is no longer
+// referenced by the driver).
+func (s *Session) giveBack() {
+	w := s.w
+	if w == nil {
+		return
+	}
+	s.w = nil
+	clear(w.out)
+	w.cmd, w.out, w.mark = w.cmd[:0], w.out[:0], 0
+	if cap(w.cmd) <= wbufMaxCmd && cap(w.out) <= 1024 {
+		wbufPool.Put(w)
+	}
 }
 
 func (s *Session) releaseAll() {
@@ -346,13 +390,13 @@ func (s *Session) onReply(r codec.Reply, now int64) error {
 	case codec.CmdAuth:
 		return s.onAuth(e, r, now)
 	case codec.CmdMail:
-		return s.onMail(e.t, r, now)
+		return s.onMail(s.txnOf(e), r, now)
 	case codec.CmdRcpt:
-		return s.onRcpt(e.t, int(e.i), r, now)
+		return s.onRcpt(s.txnOf(e), int(e.i), r, now)
 	case codec.CmdData:
-		return s.onData(e.t, r, now)
+		return s.onData(s.txnOf(e), r, now)
 	case codec.CmdBody:
-		return s.onBody(e.t, r, now)
+		return s.onBody(s.txnOf(e), r, now)
 	case codec.CmdRset, codec.CmdNoop:
 		return s.onRset(r, now)
 	case codec.CmdQuit:
@@ -373,7 +417,8 @@ func (s *Session) onBanner(r codec.Reply, now int64) error {
 }
 
 func (s *Session) sendEHLO(now int64) {
-	s.cmd = codec.AppendEHLO(s.cmd, s.cfg.EHLOName)
+	w := s.borrow()
+	w.cmd = codec.AppendEHLO(w.cmd, s.cfg.EHLOName)
 	s.push(codec.CmdEHLO, nil, 0)
 	s.state = StateEHLO
 }
@@ -384,7 +429,8 @@ func (s *Session) onEHLO(r codec.Reply, now int64) error {
 		s.caps = codec.ParseEHLO(r)
 		return s.ready(now)
 	case r.Code == 500 || r.Code == 502:
-		s.cmd = codec.AppendHELO(s.cmd, s.cfg.EHLOName)
+		w := s.borrow()
+		w.cmd = codec.AppendHELO(w.cmd, s.cfg.EHLOName)
 		s.push(codec.CmdHELO, nil, 0)
 		s.state = StateHELO
 		return nil
@@ -408,7 +454,8 @@ func (s *Session) onHELO(r codec.Reply, now int64) error {
 func (s *Session) ready(now int64) error {
 	tlsWanted := s.cfg.TLS == TLSOpportunistic || s.cfg.TLS == TLSRequired
 	if !s.info.TLS && tlsWanted && s.caps.StartTLS && !s.noTLS {
-		s.cmd = codec.AppendStartTLS(s.cmd)
+		w := s.borrow()
+		w.cmd = codec.AppendStartTLS(w.cmd)
 		s.push(codec.CmdStartTLS, nil, 0)
 		s.state = StateStartTLS
 		return nil
@@ -424,9 +471,11 @@ func (s *Session) ready(now int64) error {
 		}
 		switch {
 		case s.caps.Auth.Has(codec.AuthPlain):
-			s.cmd = codec.AppendAuthPlain(s.cmd, "", a.Username, a.Password)
+			w := s.borrow()
+			w.cmd = codec.AppendAuthPlain(w.cmd, "", a.Username, a.Password)
 		case s.caps.Auth.Has(codec.AuthLogin):
-			s.cmd = codec.AppendAuthLogin(s.cmd)
+			w := s.borrow()
+			w.cmd = codec.AppendAuthLogin(w.cmd)
 		default:
 			s.quit(now)
 			return ErrAuthUnavailable
@@ -480,16 +529,19 @@ func (s *Session) onAuth(e expect, r codec.Reply, now int64) error {
 	a := s.cfg.Auth
 	if r.Code == 334 && s.caps.Auth&codec.AuthPlain == 0 && e.i < 2 {
 		if e.i == 0 {
-			s.cmd = codec.AppendBase64Line(s.cmd, a.Username)
+			w := s.borrow()
+			w.cmd = codec.AppendBase64Line(w.cmd, a.Username)
 		} else {
-			s.cmd = codec.AppendBase64Line(s.cmd, a.Password)
+			w := s.borrow()
+			w.cmd = codec.AppendBase64Line(w.cmd, a.Password)
 		}
 		s.push(codec.CmdAuth, nil, e.i+1)
 		return nil
 	}
 	if r.Class() != 2 {
 		if r.Code == 334 {
-			s.cmd = append(s.cmd, "*\r\n"...) // RFC 4954 §4: cancel the exchange
+			w := s.borrow()
+			w.cmd = append(w.cmd, "*\r\n"...) // RFC 4954 §4: cancel the exchange
 			s.wantClose = true
 		} else {
 			s.quit(now)
@@ -544,10 +596,14 @@ func (s *Session) take(now int64) bool {
 			return false
 		}
 		t.env = env
-		if cap(t.rc) < len(env.Rcpts) {
+		switch {
+		case len(env.Rcpts) <= len(t.rcIn):
+			t.rc = t.rcIn[:len(env.Rcpts)]
+		case cap(t.rc) < len(env.Rcpts): // also when rc was rcIn
 			t.rc = make([]uint8, len(env.Rcpts))
+		default:
+			t.rc = t.rc[:len(env.Rcpts)]
 		}
-		t.rc = t.rc[:len(env.Rcpts)]
 		clear(t.rc)
 		t.n, t.next, t.accepted, t.failed, t.bodySent = min(len(env.Rcpts), s.maxRcpts), 0, 0, false, false
 		size := env.Size
@@ -576,15 +632,16 @@ func (s *Session) take(now int64) bool {
 		if s.qn == 0 {
 			s.since = now
 		}
-		s.cmd = codec.AppendMailFrom(s.cmd, env.From, p)
+		w := s.borrow()
+		w.cmd = codec.AppendMailFrom(w.cmd, env.From, p)
 		s.push(codec.CmdMail, t, 0)
 		if s.pipe {
 			for i := range t.n {
-				s.cmd = codec.AppendRcptTo(s.cmd, env.Rcpts[i])
+				w.cmd = codec.AppendRcptTo(w.cmd, env.Rcpts[i])
 				s.push(codec.CmdRcpt, t, int32(i))
 			}
 			t.next = t.n
-			s.cmd = codec.AppendData(s.cmd)
+			w.cmd = codec.AppendData(w.cmd)
 			s.push(codec.CmdData, t, 0)
 		}
 		if s.state == StateIdle {
@@ -624,7 +681,8 @@ func (s *Session) onMail(t *txn, r codec.Reply, now int64) error {
 }
 
 func (s *Session) sendRcpt(t *txn) {
-	s.cmd = codec.AppendRcptTo(s.cmd, t.env.Rcpts[t.next])
+	w := s.borrow()
+	w.cmd = codec.AppendRcptTo(w.cmd, t.env.Rcpts[t.next])
 	s.push(codec.CmdRcpt, t, int32(t.next))
 	t.next++
 }
@@ -645,7 +703,8 @@ func (s *Session) onRcpt(t *txn, i int, r codec.Reply, now int64) error {
 	case t.next < t.n:
 		s.sendRcpt(t)
 	case t.accepted > 0:
-		s.cmd = codec.AppendData(s.cmd)
+		w := s.borrow()
+		w.cmd = codec.AppendData(w.cmd)
 		s.push(codec.CmdData, t, 0)
 	default:
 		s.finish(t, ResultNone, 0, codec.EnhancedCode{}, "", false)
@@ -669,11 +728,13 @@ func (s *Session) onData(t *txn, r codec.Reply, now int64) error {
 	if t.accepted == 0 || t.failed {
 		// The server wrongly accepted DATA: send an empty message, fail it.
 		t.failed = true
-		s.cmd = append(s.cmd, ".\r\n"...)
+		w := s.borrow()
+		w.cmd = append(w.cmd, ".\r\n"...)
 		s.push(codec.CmdBody, t, 0)
 		return nil
 	}
-	s.out = append(s.out, t.env.Body.Segs...)
+	w := s.borrow()
+	w.out = append(w.out, t.env.Body.Segs...)
 	t.bodySent = true
 	s.push(codec.CmdBody, t, 0)
 	s.state = StateBody
@@ -718,7 +779,8 @@ func (s *Session) rset(now int64) {
 		return
 	}
 	s.since = now
-	s.cmd = codec.AppendRset(s.cmd)
+	w := s.borrow()
+	w.cmd = codec.AppendRset(w.cmd)
 	s.push(codec.CmdRset, nil, 0)
 	s.state = StateRset
 }
@@ -743,7 +805,8 @@ func (s *Session) quit(now int64) {
 	if s.qn == 0 {
 		s.since = now
 	}
-	s.cmd = codec.AppendQuit(s.cmd)
+	w := s.borrow()
+	w.cmd = codec.AppendQuit(w.cmd)
 	s.push(codec.CmdQuit, nil, 0)
 	if s.qn == 1 {
 		s.state = StateQuit
@@ -810,8 +873,7 @@ func (s *Session) Closed(err error, now int64) {
 	s.state = StateClosed
 	s.wantClose = true
 	s.wantTLS = false
-	clear(s.out)
-	s.out = s.out[:0]
+	s.giveBack()
 	s.releaseAll()
 	s.r.ConnClosed(s.info, err)
 }
@@ -859,7 +921,7 @@ func (s *Session) finish(t *txn, res Result, code int, enh codec.EnhancedCode, t
 	}
 	t.env = nil
 	if b := env.Body; b != nil {
-		if len(s.out) > 0 || len(s.cmd) > s.mark {
+		if w := s.w; w != nil && (len(w.out) > 0 || len(w.cmd) > w.mark) {
 			s.rel = append(s.rel, b)
 		} else {
 			b.Release()
@@ -877,18 +939,55 @@ func resultOf(r codec.Reply) Result {
 
 // seal moves pending command bytes into out before a body is appended.
 func (s *Session) seal() {
-	if len(s.cmd) > s.mark {
-		s.out = append(s.out, s.cmd[s.mark:len(s.cmd):len(s.cmd)])
-		s.mark = len(s.cmd)
+	if s.w != nil {
+		s.w.seal()
+	}
+}
+
+// seal appends the command bytes not yet in out to out.
+func (w *wbuf) seal() {
+	if len(w.cmd) > w.mark {
+		w.out = append(w.out, w.cmd[w.mark:len(w.cmd):len(w.cmd)])
+		w.mark = len(w.cmd)
 	}
 }
 
 func (s *Session) push(c codec.Command, t *txn, i int32) {
 	if s.qn == len(s.q) {
+		s.growQ()
+	}
+	var k uint8
+	switch t {
+	case nil:
+	case &s.txs[0]:
+		k = 1
+	case &s.txs[1]:
+		k = 2
+	default:
+		panic("engine: BUG: transaction not of this session")
+	}
+	s.q[(s.qh+s.qn)&(len(s.q)-1)] = expect{cmd: c, t: k, i: i}
+	s.qn++
+}
+
+// growQ doubles the expectation ring (in order, from index 0).
+func (s *Session) growQ() {
+	if len(s.q) >= 1<<20 {
 		panic("engine: BUG: expectation queue full")
 	}
-	s.q[(s.qh+s.qn)&(len(s.q)-1)] = expect{cmd: c, t: t, i: i}
-	s.qn++
+	q := make([]expect, 2*len(s.q))
+	for k := 0; k < s.qn; k++ {
+		q[k] = s.q[(s.qh+k)&(len(s.q)-1)]
+	}
+	s.q, s.qh = q, 0
+}
+
+// txnOf returns the transaction of e (nil for none).
+func (s *Session) txnOf(e expect) *txn {
+	if e.t == 0 {
+		return nil
+	}
+	return &s.txs[e.t-1]
 }
 
 func (s *Session) pop() expect {
