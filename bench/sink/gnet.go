@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -31,9 +32,22 @@ type gconn struct {
 	waiting atomic.Bool
 }
 
+// quietLogger drops gnet's debug and info lines ("Launching gnet with N
+// event-loops" on every start) and keeps warnings and errors on stderr.
+// gnet's WithLogLevel applies only to a log file (WithLogPath).
+type quietLogger struct{}
+
+var _ logging.Logger = quietLogger{}
+
+func (quietLogger) Debugf(string, ...any)     {}
+func (quietLogger) Infof(string, ...any)      {}
+func (quietLogger) Warnf(f string, a ...any)  { log.Printf("gnet: warning: "+f, a...) }
+func (quietLogger) Errorf(f string, a ...any) { log.Printf("gnet: error: "+f, a...) }
+func (quietLogger) Fatalf(f string, a ...any) { log.Fatalf("gnet: fatal: "+f, a...) }
+
 func (s *Server) startGnet() error {
 	h := &handler{srv: s, ready: make(chan error, 1)}
-	opts := []gnet.Option{gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithReuseAddr(true), gnet.WithLogLevel(logging.ErrorLevel)}
+	opts := []gnet.Option{gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithReuseAddr(true), gnet.WithLogger(quietLogger{})}
 	if s.cfg.Loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
 	} else {
