@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/mail"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -115,6 +118,14 @@ func sendCampaign(f *sendFlags, out io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "spate:", err)
 		return exitUsage
+	}
+	if opts.Relay != nil {
+		// Every message goes to this one address: if it refuses connections,
+		// say so now instead of retrying the connection until interrupted.
+		if err := probeRelay(opts.Relay.Addr); err != nil {
+			fmt.Fprintf(os.Stderr, "spate: relay %s unreachable: %v\n", f.relay, err)
+			return exitRuntime
+		}
 	}
 	if f.metrics != "" {
 		stop, err := serveMetrics(f.metrics, r)
@@ -228,7 +239,11 @@ func buildOptions(f *sendFlags) (campaign.Options, func(), error) {
 			_, dom = codec.SplitAddress(o.From)
 		}
 		if dom == "" {
-			return o, cleanup, errors.New("--dkim-key needs --dkim-domain (or --from)")
+			// The sender is the template's From address (as the campaign uses it).
+			dom = templateFromDomain(o.Template)
+		}
+		if dom == "" {
+			return o, cleanup, errors.New("--dkim-key needs --dkim-domain (or --from, or a From: address in the template)")
 		}
 		if o.DKIM, err = codec.NewDKIMSigner(codec.DKIMOptions{Domain: dom, Selector: f.dkimSel, Key: key}); err != nil {
 			return o, cleanup, err
@@ -278,6 +293,34 @@ func buildOptions(f *sendFlags) (campaign.Options, func(), error) {
 		return o, cleanup, err
 	}
 	return o, cleanup, nil
+}
+
+// templateFromDomain returns the domain of the template's From address, or
+// "" when there is none or it holds merge fields.
+func templateFromDomain(tmpl []byte) string {
+	m, err := mail.ReadMessage(bytes.NewReader(tmpl))
+	if err != nil {
+		return ""
+	}
+	a, err := mail.ParseAddress(m.Header.Get("From"))
+	if err != nil || strings.Contains(a.Address, "{{") {
+		return ""
+	}
+	_, dom := codec.SplitAddress(a.Address)
+	return dom
+}
+
+// probeRelay opens and closes one TCP connection to the relay.
+func probeRelay(addr netip.AddrPort) error {
+	c, err := net.DialTimeout("tcp", addr.String(), 10*time.Second)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			return op.Err // "connect: connection refused", without the repeated address
+		}
+		return err
+	}
+	return c.Close()
 }
 
 // parseHostPort accepts an IP:port or a loopback name:port (resolved locally).
