@@ -451,6 +451,43 @@ func (s *Scheduler) Take(pathID uint64, now time.Time) (*Item, time.Duration) {
 	return it, 0
 }
 
+// Deferral is one recipient DeferQueued moved: its item and what happens
+// next (a retry time, or final when max_age has passed).
+type Deferral struct {
+	Item     *Item
+	Decision Decision
+}
+
+// DeferQueued defers every recipient queued on path's site as if each had
+// been tried and answered with o: the caller found the site unreachable
+// (every MX address refused or timed out, or greeted with 421) and nothing
+// would come of dialing again at once. Each recipient counts one attempt and
+// follows the retry schedule to max_age, so a campaign whose destination is
+// down ends with those recipients deferred instead of dialing forever.
+// Recipients in flight are not touched: their connections report them.
+func (s *Scheduler) DeferQueued(pathID uint64, o Outcome) []Deferral {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.paths[pathID]
+	if p == nil {
+		return nil
+	}
+	now := s.clock.Now()
+	st := p.site
+	s.promote(st, now) // due retries are queued too
+	out := make([]Deferral, 0, st.queued())
+	for ; st.head < len(st.ready); st.head++ {
+		it := st.ready[st.head]
+		st.ready[st.head] = nil
+		s.ready--
+		it.Attempts++
+		st.deferred++
+		out = append(out, Deferral{Item: it, Decision: s.retry(p, st, it, o, now, "")})
+	}
+	st.ready, st.head = st.ready[:0], 0
+	return out
+}
+
 // Outcome records the result of one Take and decides what happens next:
 // final (delivered, bounced, expired) or a retry at Decision.RetryAt.
 func (s *Scheduler) Outcome(pathID uint64, it *Item, o Outcome) Decision {
@@ -482,6 +519,13 @@ func (s *Scheduler) Outcome(pathID uint64, it *Item, o Outcome) Decision {
 	if p != nil && !o.Local && o.Code == 421 {
 		p.limit = max(1, p.limit/2) // multiplicative decrease
 	}
+	return s.retry(p, st, it, o, now, d.Rule)
+}
+
+// retry puts a deferred it on its site's retry schedule, or ends it as
+// expired past max_age. The caller holds s.mu.
+func (s *Scheduler) retry(p *path, st *site, it *Item, o Outcome, now time.Time, rule string) Decision {
+	d := Decision{Rule: rule}
 	set := s.settingsFor(p, st)
 	iv := set.RetryInterval
 	if iv <= 0 {

@@ -396,3 +396,50 @@ func TestThrottleCoarsePolling(t *testing.T) {
 		t.Errorf("after 1 s idle: %d events at once; want 1", burst)
 	}
 }
+
+// DeferQueued moves a site's queued recipients onto the retry schedule (one
+// attempt each) and leaves the one in flight alone.
+func TestDeferQueued(t *testing.T) {
+	cfg := mustConfig(t, `
+[default]
+retry_interval = "1m"
+max_age = "90s"
+`)
+	clk := &fakeClock{t: t0}
+	s, err := New(cfg, clk, Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		s.Add(&Item{Row: i, Domain: "x.test", Rcpt: fmt.Sprintf("r%d@x.test", i), First: t0}, []string{"mx.x.test"})
+	}
+	req, ok := s.NextConnect(clk.t)
+	if !ok {
+		t.Fatal("no connect request")
+	}
+	inflight, _ := s.Take(req.PathID, clk.t)
+	if inflight == nil {
+		t.Fatal("Take gave nothing")
+	}
+	ds := s.DeferQueued(req.PathID, Outcome{Result: Deferred, Code: 451, Enhanced: "4.4.1", Text: "site unreachable", Local: true})
+	if len(ds) != 2 {
+		t.Fatalf("deferred %d, want 2", len(ds))
+	}
+	for _, d := range ds {
+		if d.Item == inflight || d.Decision.Final || d.Item.Attempts != 1 {
+			t.Errorf("row %d: final=%v attempts=%d", d.Item.Row, d.Decision.Final, d.Item.Attempts)
+		}
+		if w := d.Decision.RetryAt.Sub(t0); w < 54*time.Second || w > 66*time.Second {
+			t.Errorf("row %d retries after %v; want 1m ± 10%%", d.Item.Row, w)
+		}
+	}
+	if it, _ := s.Take(req.PathID, clk.t); it != nil {
+		t.Errorf("Take after DeferQueued gave row %d", it.Row)
+	}
+	// Due again after the retry interval; a second deferral passes max_age.
+	clk.Advance(70 * time.Second)
+	ds = s.DeferQueued(req.PathID, Outcome{Result: Deferred, Code: 451, Enhanced: "4.4.1", Local: true})
+	if len(ds) != 2 || !ds[0].Decision.Final || ds[0].Decision.State != StateExpired {
+		t.Fatalf("second deferral: %+v; want 2 expired", ds)
+	}
+}

@@ -274,14 +274,9 @@ func TestKillResume(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		// Known bug (see the report): results lines are buffered, a kill
-		// loses the last few, and --resume skips their rows as final
-		// without writing them again. The assertion switches itself back
-		// on once the runner is fixed.
-		t.Run("results-complete", func(t *testing.T) {
-			t.Skipf("needs fix in engine/campaign: results lack %d rows journalled final before a kill (e.g. %v)",
-				len(missing), missing[:min(len(missing), 8)])
-		})
+		// Results lines are buffered and a kill loses the last ones; the
+		// resumed run must restore them from the journal.
+		t.Errorf("results lack %d rows journalled final before a kill (e.g. %v)", len(missing), missing[:min(len(missing), 8)])
 	}
 }
 

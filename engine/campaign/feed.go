@@ -88,7 +88,19 @@ func (r *Runner) report(d *delivery, o engine.Outcome) {
 		res.Enhanced = ""
 	}
 	dec := r.sched.Outcome(d.path, d.item, res)
-	it := d.item
+	r.decided(d.item, d.site, dec, o)
+	// The dispatcher cares about new retry times and about the last
+	// recipient in flight (the campaign may be finished); a plain delivery
+	// changes neither, and waking it per message cost 5 % of the CPU.
+	if !dec.Final || idle {
+		r.kick()
+	}
+}
+
+// decided records the scheduler's decision on one recipient: a final state
+// in the journal, results and summary (and the suppression list for hard
+// bounces), or a deferral in the journal.
+func (r *Runner) decided(it *scheduler.Item, site string, dec scheduler.Decision, o engine.Outcome) {
 	if dec.Final {
 		st := journal.StateBounced
 		switch dec.State {
@@ -99,20 +111,21 @@ func (r *Runner) report(d *delivery, o engine.Outcome) {
 		case scheduler.StateSuppressed:
 			st = journal.StateSuppressed
 		}
-		r.final(it.Row, it.Rcpt, it.Domain, d.site, st, dec.Class, o, it.Attempts, it.First)
+		r.final(it.Row, it.Rcpt, it.Domain, site, st, dec.Class, o, it.Attempts, it.First)
 		if st == journal.StateBounced && r.suppress != nil && (dec.Class == "invalid-recipient" || dec.Class == "bad-domain") {
 			_ = r.suppress.Add(it.Rcpt, dec.Class)
 		}
-	} else {
-		r.deferred.Add(1)
-		_ = r.jr.Append(journal.Record{Row: uint32(it.Row), State: journal.StateDeferred, Code: uint16(o.Code), Attempts: uint8(min(it.Attempts, 255)), Time: r.o.Now().UnixMilli()})
+		return
 	}
-	// The dispatcher cares about new retry times and about the last
-	// recipient in flight (the campaign may be finished); a plain delivery
-	// changes neither, and waking it per message cost 5 % of the CPU.
-	if !dec.Final || idle {
-		r.kick()
+	r.deferred.Add(1)
+	if info, ok := it.Tag.(*recipientInfo); ok {
+		info.last = o
 	}
+	var enh [3]uint8
+	if o.Enhanced != (codec.EnhancedCode{}) {
+		enh = [3]uint8{uint8(o.Enhanced.Class), uint8(o.Enhanced.Subject), uint8(o.Enhanced.Detail)}
+	}
+	_ = r.jr.Append(journal.Record{Row: uint32(it.Row), State: journal.StateDeferred, Code: uint16(o.Code), Enhanced: enh, Attempts: uint8(min(it.Attempts, 255)), Time: r.o.Now().UnixMilli()})
 }
 
 // Done recycles the delivery once the engine is finished with it.
@@ -124,19 +137,43 @@ func (r *Runner) recycle(d *delivery) {
 	r.envPool.Put(d)
 }
 
-// ConnClosed releases the path's connection slot; a connection that failed
-// before delivering anything moves the path to its next MX address.
+// siteDownAfter is how many connections in a row must fail, with nothing
+// delivered, before the runner calls a path's site unreachable (at least one
+// per MX address): like Postfix's failed cohort, one refusal is not enough.
+const siteDownAfter = 3
+
+// ConnClosed releases the path's connection slot. A connection that failed
+// before delivering anything moves the path to its next MX address; when
+// every address has failed in a row (and at least siteDownAfter connections),
+// the site is unreachable and its queued recipients are deferred onto the
+// retry schedule instead of being dialed for again and again.
 func (r *Runner) ConnClosed(c engine.ConnInfo, err error) {
-	if err != nil && c.Delivered == 0 {
-		r.mu.Lock()
-		if ps := r.paths[c.Path]; ps != nil {
+	down := false
+	r.mu.Lock()
+	if ps := r.paths[c.Path]; ps != nil {
+		switch {
+		case err != nil && c.Delivered == 0:
 			ps.next++
+			ps.fails++
+			if ps.fails >= max(len(ps.addrs), siteDownAfter) && !r.stopping.Load() {
+				down, ps.fails = true, 0
+			}
+		case c.Delivered > 0:
+			ps.fails = 0
 		}
-		r.mu.Unlock()
 	}
+	r.mu.Unlock()
 	// A refusal or timeout is the site's feedback (local=false): the
 	// scheduler's adaptive concurrency backs off on it.
 	r.sched.ConnClosed(c.Path, err, false)
+	if down {
+		o := engine.Outcome{Result: engine.ResultDeferred, Code: 451, Enhanced: codec.EnhancedCode{Class: 4, Subject: 4, Detail: 1},
+			Text: "site unreachable: " + err.Error(), Local: true, Host: c.Host, Source: c.Source}
+		site := r.siteOf(c.Path)
+		for _, d := range r.sched.DeferQueued(c.Path, scheduler.Outcome{Result: scheduler.Deferred, Code: 451, Enhanced: "4.4.1", Text: o.Text, Local: true}) {
+			r.decided(d.Item, site, d.Decision, o)
+		}
+	}
 	r.kick()
 }
 
@@ -177,7 +214,12 @@ func (r *Runner) final(row int, email, domain, site string, st journal.State, cl
 func (r *Runner) finish() (*Summary, error) {
 	now := r.o.Now()
 	for _, it := range r.sched.Drain() {
-		r.final(it.Row, it.Rcpt, it.Domain, "", journal.StateDeferred, "", engine.Outcome{Text: "still deferred at exit; use --resume"}, it.Attempts, it.First)
+		o := engine.Outcome{Text: "still deferred at exit; use --resume"}
+		if info, ok := it.Tag.(*recipientInfo); ok && info.last.Code != 0 {
+			o = info.last
+			o.Text += " (still deferred at exit; use --resume)"
+		}
+		r.final(it.Row, it.Rcpt, it.Domain, "", journal.StateDeferred, "", o, it.Attempts, it.First)
 	}
 	r.summary.End = now
 	r.summary.BadRows = r.list.Stats().Bad

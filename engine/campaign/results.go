@@ -63,19 +63,25 @@ type ResultsWriter struct {
 	jsonw *bufio.Writer
 	buf   bytes.Buffer
 	enc   *json.Encoder
+	// csvRows and jsonRows are the rows already in each file when it was
+	// opened for a resume (nil otherwise).
+	csvRows, jsonRows map[int]bool
 }
 
-// OpenResults opens (appending) the results files; an empty path skips that
-// format. keep, when not nil, is called for each line already present (resume):
-// lines for which it returns false are dropped by rewriting the file, so that a
-// resumed campaign lists every recipient once, as its journal says.
+// OpenResults opens the results files; an empty path skips that format.
+// Without keep (a fresh campaign) the files are truncated. With keep (resume)
+// each line already present is kept if keep accepts its row, once per row,
+// and the rest dropped by rewriting the file, so that a resumed campaign lists
+// every recipient once, as its journal says; WriteMissing then fills in final
+// rows whose lines were lost with the crash.
 func OpenResults(csvPath, jsonlPath string, keep func(row int) bool) (*ResultsWriter, error) {
 	w := &ResultsWriter{}
 	if csvPath != "" {
-		f, fresh, err := openFiltered(csvPath, keep, csvRow)
+		f, fresh, rows, err := openFiltered(csvPath, keep, csvRow)
 		if err != nil {
 			return nil, err
 		}
+		w.csvRows = rows
 		w.files = append(w.files, f)
 		w.csvw = csv.NewWriter(f)
 		if fresh {
@@ -83,11 +89,12 @@ func OpenResults(csvPath, jsonlPath string, keep func(row int) bool) (*ResultsWr
 		}
 	}
 	if jsonlPath != "" {
-		f, _, err := openFiltered(jsonlPath, keep, jsonRow)
+		f, _, rows, err := openFiltered(jsonlPath, keep, jsonRow)
 		if err != nil {
 			w.Close()
 			return nil, err
 		}
+		w.jsonRows = rows
 		w.files = append(w.files, f)
 		w.jsonw = bufio.NewWriterSize(f, 64<<10)
 		w.enc = json.NewEncoder(&w.buf)
@@ -119,55 +126,69 @@ func jsonRow(line []byte) int {
 	return *r.Row
 }
 
-// openFiltered opens path for appending. With keep set and the file present,
-// it first rewrites the file keeping the header and the first line of each
-// row that keep accepts. Lines are assumed not to contain raw newlines (CSV
+// openFiltered opens path for appending. Without keep the file is
+// truncated. With keep and the file present, it first rewrites the file
+// keeping the header and the first line of each row that keep accepts, and
+// returns those rows. Lines are assumed not to contain raw newlines (CSV
 // quoting keeps reply texts on one line because they never contain CR/LF).
-func openFiltered(path string, keep func(int) bool, rowOf func([]byte) int) (*os.File, bool, error) {
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, false, fmt.Errorf("campaign: results: %w", err)
+func openFiltered(path string, keep func(int) bool, rowOf func([]byte) int) (*os.File, bool, map[int]bool, error) {
+	var old []byte
+	if keep != nil {
+		var err error
+		old, err = os.ReadFile(path)
+		if err != nil && !os.IsNotExist(err) {
+			return nil, false, nil, fmt.Errorf("campaign: results: %w", err)
+		}
 	}
 	if len(old) == 0 {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 		if err != nil {
-			return nil, false, fmt.Errorf("campaign: results: %w", err)
+			return nil, false, nil, fmt.Errorf("campaign: results: %w", err)
 		}
-		return f, true, nil
+		return f, true, map[int]bool{}, nil
 	}
-	if keep != nil {
-		var out bytes.Buffer
-		seen := make(map[int]bool)
-		for _, line := range bytes.SplitAfter(old, []byte("\n")) {
-			if len(bytes.TrimSpace(line)) == 0 || line[len(line)-1] != '\n' {
-				continue // blank, or a torn last line
-			}
-			row := rowOf(line)
-			if row < 0 {
-				if out.Len() == 0 {
-					out.Write(line) // header
-				}
-				continue
-			}
-			if seen[row] || !keep(row) {
-				continue
-			}
-			seen[row] = true
-			out.Write(line)
+	var out bytes.Buffer
+	seen := make(map[int]bool)
+	for _, line := range bytes.SplitAfter(old, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 || line[len(line)-1] != '\n' {
+			continue // blank, or a torn last line
 		}
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, out.Bytes(), 0o644); err != nil {
-			return nil, false, fmt.Errorf("campaign: results: %w", err)
+		row := rowOf(line)
+		if row < 0 {
+			if out.Len() == 0 {
+				out.Write(line) // header
+			}
+			continue
 		}
-		if err := os.Rename(tmp, path); err != nil {
-			return nil, false, fmt.Errorf("campaign: results: %w", err)
+		if seen[row] || !keep(row) {
+			continue
 		}
+		seen[row] = true
+		out.Write(line)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, out.Bytes(), 0o644); err != nil {
+		return nil, false, nil, fmt.Errorf("campaign: results: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, false, nil, fmt.Errorf("campaign: results: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, false, fmt.Errorf("campaign: results: %w", err)
+		return nil, false, nil, fmt.Errorf("campaign: results: %w", err)
 	}
-	return f, false, nil
+	return f, false, seen, nil
+}
+
+// WriteMissing writes r to each file that did not hold a line for r.Row
+// when it was opened for a resume.
+func (w *ResultsWriter) WriteMissing(r *Result) error {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.write(r, w.csvw != nil && !w.csvRows[r.Row], w.jsonw != nil && !w.jsonRows[r.Row])
 }
 
 // Write appends one result.
@@ -177,12 +198,16 @@ func (w *ResultsWriter) Write(r *Result) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.csvw != nil {
+	return w.write(r, w.csvw != nil, w.jsonw != nil)
+}
+
+func (w *ResultsWriter) write(r *Result, toCSV, toJSON bool) error {
+	if toCSV {
 		if err := w.csvw.Write(r.csvRecord()); err != nil {
 			return err
 		}
 	}
-	if w.jsonw != nil {
+	if toJSON {
 		w.buf.Reset()
 		if err := w.enc.Encode(r); err != nil {
 			return err

@@ -66,3 +66,52 @@ func TestSummaryTallies(t *testing.T) {
 		t.Fatalf("summary: %s", b.String())
 	}
 }
+
+// A fresh campaign starts its results over; a resume fills in, per format,
+// only the rows each file lacks.
+func TestResultsFreshTruncatesResumeFillsMissing(t *testing.T) {
+	dir := t.TempDir()
+	csvPath, jsonPath := filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.jsonl")
+	write := func(keep func(int) bool, rows ...int) *ResultsWriter {
+		w, err := OpenResults(csvPath, jsonPath, keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range rows {
+			if err := w.Write(&Result{Row: row, Email: "a@x.test", State: "delivered", Completed: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return w
+	}
+	count := func(path string) int {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(b), "\n")
+	}
+	write(nil, 0, 1, 2).Close()
+	write(nil, 0, 1).Close() // a new campaign
+	if n := count(csvPath); n != 3 {
+		t.Errorf("fresh run: %d CSV lines, want header + 2", n)
+	}
+	if n := count(jsonPath); n != 2 {
+		t.Errorf("fresh run: %d JSONL lines, want 2", n)
+	}
+	// Resume: the JSONL lost row 1's line, both lost row 2's.
+	os.WriteFile(jsonPath, []byte(`{"row":0,"state":"delivered"}`+"\n"), 0o644)
+	w := write(func(int) bool { return true })
+	for _, row := range []int{0, 1, 2} {
+		if err := w.WriteMissing(&Result{Row: row, State: "delivered"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	if n := count(csvPath); n != 4 {
+		t.Errorf("resume: %d CSV lines, want header + rows 0, 1, 2", n)
+	}
+	if n := count(jsonPath); n != 3 {
+		t.Errorf("resume: %d JSONL lines, want rows 0, 1, 2", n)
+	}
+}

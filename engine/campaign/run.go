@@ -3,6 +3,7 @@ package campaign
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"strings"
@@ -23,6 +24,11 @@ const resolveWorkers = 32
 type recipientInfo struct {
 	values []string
 	line   int
+	// last is the latest deferral's reply, for the results line of a
+	// recipient still deferred at exit. Written by whoever reported the
+	// deferral (the item is in flight on one connection at a time, and the
+	// scheduler's lock orders the hand-overs).
+	last engine.Outcome
 }
 
 // Run sends the campaign and returns its summary. Cancelling ctx stops
@@ -72,6 +78,7 @@ func (r *Runner) Abort() {
 // dispatch opens connections as the scheduler asks until the campaign is
 // finished or ctx is cancelled.
 func (r *Runner) dispatch(ctx context.Context) {
+	lastFlush := r.o.Now()
 	for {
 		now := r.o.Now()
 		for {
@@ -83,6 +90,13 @@ func (r *Runner) dispatch(ctx context.Context) {
 		}
 		if r.finished(now) {
 			return
+		}
+		if now.Sub(lastFlush) >= time.Second {
+			// Results reach the file within a second (tail -f); a crash
+			// loses at most that much, and --resume restores it from
+			// the journal.
+			_ = r.results.Flush()
+			lastFlush = now
 		}
 		wait := 50 * time.Millisecond
 		if w := r.sched.NextWake(); !w.IsZero() {
@@ -154,6 +168,9 @@ func (r *Runner) readList(ctx context.Context) {
 				r.summary.mu.Lock()
 				r.summary.Resumed++
 				r.summary.mu.Unlock()
+				// The results file is buffered; a crash can lose lines
+				// whose rows the journal already holds final.
+				_ = r.results.WriteMissing(recoveredResult(rc, rec))
 				continue
 			}
 		}
@@ -179,6 +196,9 @@ func (r *Runner) readList(ctx context.Context) {
 func (r *Runner) admit(ctx context.Context, rc *codec.Recipient) {
 	now := r.o.Now()
 	it := &scheduler.Item{Row: rc.Row, Domain: rc.Domain, Rcpt: rc.Email, First: now, Tag: &recipientInfo{values: rc.Values, line: rc.Line}}
+	if rec, ok := r.prior.Get(rc.Row); ok {
+		it.Attempts = int(rec.Attempts) // a resumed recipient keeps its count
+	}
 	if r.o.Relay != nil {
 		host := r.o.Relay.Host
 		if host == "" {
@@ -295,4 +315,16 @@ func sessionConfig(req scheduler.ConnectRequest, o Options) engine.SessionConfig
 		}
 	}
 	return sc
+}
+
+// recoveredResult is the results line of a row the journal holds final but
+// the results file lost (written on --resume).
+func recoveredResult(rc *codec.Recipient, rec journal.Record) *Result {
+	res := &Result{Row: rc.Row, Email: rc.Email, Domain: rc.Domain, State: rec.State.String(), Code: int(rec.Code),
+		Attempts: int(rec.Attempts), Completed: time.UnixMilli(rec.Time).UTC(),
+		Text: "recovered from the journal (the results line was lost with the crash)"}
+	if rec.Enhanced != ([3]uint8{}) {
+		res.Enhanced = fmt.Sprintf("%d.%d.%d", rec.Enhanced[0], rec.Enhanced[1], rec.Enhanced[2])
+	}
+	return res
 }

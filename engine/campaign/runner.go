@@ -105,6 +105,7 @@ type pathState struct {
 	req     scheduler.ConnectRequest
 	addrs   []mxAddr
 	next    int // index of the address to dial next
+	fails   int // connections in a row that failed with nothing delivered
 	session engine.SessionConfig
 }
 
