@@ -6,7 +6,7 @@ import (
 )
 
 // The Append* encoders append one CRLF-terminated SMTP command (RFC 5321
-// §4.1.1, RFC 3207, RFC 4954) to dst and return the extended slice, like
+// §4.1.1, RFC 3207, RFC 4954, RFC 3030) to dst and return the extended slice, like
 // strconv.Append*. They allocate only when dst must grow.
 //
 // The encoders trust their input: they neither validate nor escape. Every
@@ -54,6 +54,17 @@ func AppendRcptTo(dst []byte, to string) []byte {
 
 // AppendData appends "DATA\r\n".
 func AppendData(dst []byte) []byte { return append(dst, "DATA\r\n"...) }
+
+// AppendBDAT appends "BDAT size\r\n", or "BDAT size LAST\r\n" when last
+// (RFC 3030 §2). size is the exact number of octets that follow the line;
+// the chunk is sent as it is (no dot-stuffing, no end-of-data line).
+func AppendBDAT(dst []byte, size int, last bool) []byte {
+	dst = strconv.AppendInt(append(dst, "BDAT "...), int64(size), 10)
+	if last {
+		dst = append(dst, " LAST"...)
+	}
+	return append(dst, "\r\n"...)
+}
 
 // AppendRset appends "RSET\r\n".
 func AppendRset(dst []byte) []byte { return append(dst, "RSET\r\n"...) }

@@ -19,6 +19,9 @@ func TestAppendCommands(t *testing.T) {
 		{AppendMailFrom(nil, "b@x", MailParams{Size: -1, UTF8: true}), "MAIL FROM:<b@x> SMTPUTF8\r\n"},
 		{AppendRcptTo(nil, "rcpt@example.org"), "RCPT TO:<rcpt@example.org>\r\n"},
 		{AppendData(nil), "DATA\r\n"},
+		{AppendBDAT(nil, 1234, true), "BDAT 1234 LAST\r\n"},
+		{AppendBDAT(nil, 0, true), "BDAT 0 LAST\r\n"},
+		{AppendBDAT(nil, 65536, false), "BDAT 65536\r\n"},
 		{AppendRset(nil), "RSET\r\n"},
 		{AppendNoop(nil), "NOOP\r\n"},
 		{AppendQuit(nil), "QUIT\r\n"},
@@ -60,6 +63,7 @@ func TestAppendAllocs(t *testing.T) {
 		b = AppendMailFrom(b, "bounce+123@example.com", MailParams{Size: 20480, EightBit: true})
 		b = AppendRcptTo(b, "rcpt@example.org")
 		b = AppendData(b)
+		b = AppendBDAT(b, 1048576, true)
 		b = AppendAuthPlain(b, "", "user@example.com", "correct horse battery staple")
 		b = AppendBase64Line(b, "user@example.com")
 		_ = AppendQuit(b)

@@ -122,3 +122,49 @@ func appendUnstuffed(dst []byte, segs [][]byte) []byte {
 	}
 	return dst
 }
+
+// nlDot is a line break followed by a dot: where a stuffed dot can be.
+var nlDot = []byte("\n.")
+
+// AppendUnstuffedSegs appends to dst the content of dot-stuffed DATA
+// segments as BDAT (RFC 3030) carries it, without copying a byte: it
+// appends sub-slices of segs that leave out the doubled dot at the start of
+// each line and stop before the end-of-data line. It returns the extended
+// list and the number of octets it added (the BDAT size). Segments must be
+// CRLF-canonical and dot-stuffed (Message.Segs are); the appended slices
+// share their memory, so they are valid as long as segs are.
+//
+// A message with no line starting with a dot gives its segments unchanged
+// minus the final ".\r\n"; each stuffed dot splits a segment in two. The
+// cost is one bytes.Index scan per segment.
+func AppendUnstuffedSegs(dst [][]byte, segs [][]byte) ([][]byte, int) {
+	n := 0
+	lineStart, dropped := true, false
+	for _, seg := range segs {
+		for len(seg) > 0 {
+			switch {
+			case dropped:
+				dropped = false
+				if seg[0] == '\r' {
+					return dst, n // ".\r\n": end of data
+				}
+			case lineStart && seg[0] == '.':
+				seg, dropped, lineStart = seg[1:], true, false
+				continue
+			}
+			lineStart = false
+			i := bytes.Index(seg, nlDot)
+			if i < 0 {
+				dst = append(dst, seg)
+				n += len(seg)
+				lineStart = seg[len(seg)-1] == '\n'
+				break
+			}
+			dst = append(dst, seg[:i+1:i+1])
+			n += i + 1
+			seg = seg[i+1:]
+			lineStart = true
+		}
+	}
+	return dst, n
+}

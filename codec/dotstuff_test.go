@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net/textproto"
+	"slices"
 	"testing"
 )
 
@@ -129,3 +130,83 @@ func FuzzStuff(f *testing.F) {
 }
 
 func bufioWriter(b *bytes.Buffer) *bufio.Writer { return bufio.NewWriter(b) }
+
+func TestAppendUnstuffedSegs(t *testing.T) {
+	for i, c := range []struct {
+		segs []string
+		want []string // the slices appended
+	}{
+		{[]string{".\r\n"}, nil},
+		{[]string{"a\r\nb\r\n", "c\r\n", ".\r\n"}, []string{"a\r\nb\r\n", "c\r\n"}},
+		{[]string{"a\r\n..b\r\n", ".\r\n"}, []string{"a\r\n", ".b\r\n"}},
+		{[]string{"a\r\n.", ".b\r\n.", "\r\n"}, []string{"a\r\n", ".b\r\n"}},
+		{[]string{"..\r\n", ".\r\n"}, []string{".\r\n"}},
+		{[]string{"x\r\n", "..y\r\n..z\r\n.\r\n"}, []string{"x\r\n", ".y\r\n", ".z\r\n"}},
+		{[]string{"x\r", "\n..y\r\n", ".\r\n"}, []string{"x\r", "\n", ".y\r\n"}},
+		{[]string{"", "a\r\n", "", ".\r\n"}, []string{"a\r\n"}},
+		{[]string{"no end\r\n"}, []string{"no end\r\n"}},
+	} {
+		var segs [][]byte
+		for _, s := range c.segs {
+			segs = append(segs, []byte(s))
+		}
+		got, n := AppendUnstuffedSegs(nil, segs)
+		var gs []string
+		total := 0
+		for _, g := range got {
+			gs = append(gs, string(g))
+			total += len(g)
+		}
+		if !slices.Equal(gs, c.want) || n != total {
+			t.Errorf("#%d: got %q (n=%d); want %q", i, gs, n, c.want)
+		}
+	}
+}
+
+// TestAppendUnstuffedSegsShares: the slices point into the segments.
+func TestAppendUnstuffedSegsShares(t *testing.T) {
+	seg := []byte("a\r\n..b\r\n.\r\n")
+	got, _ := AppendUnstuffedSegs(nil, [][]byte{seg})
+	if len(got) != 2 || &got[0][0] != &seg[0] || &got[1][0] != &seg[4] {
+		t.Fatalf("got %q; want two slices of the segment", got)
+	}
+}
+
+func TestAppendUnstuffedSegsAllocs(t *testing.T) {
+	segs := [][]byte{[]byte("Subject: x\r\n\r\n"), []byte("..dot\r\nline\r\n"), []byte(".\r\n")}
+	dst := make([][]byte, 0, 8)
+	n := testing.AllocsPerRun(100, func() { dst, _ = AppendUnstuffedSegs(dst[:0], segs) })
+	if n != 0 {
+		t.Fatalf("got %v allocs; want 0", n)
+	}
+}
+
+// FuzzUnstuffedSegs: content stuffed by the Stuffer and cut into segments
+// at fuzzed offsets gives back, without copying, what the copying
+// unstuffer (and the original canonical content) holds.
+func FuzzUnstuffedSegs(f *testing.F) {
+	f.Add([]byte("a\r\n.b\r\n"), uint16(3), uint16(4))
+	f.Add([]byte(".\r\n.\r\n"), uint16(1), uint16(2))
+	f.Add([]byte("\r\n..\r\nx"), uint16(0), uint16(7))
+	f.Fuzz(func(t *testing.T, in []byte, a, b uint16) {
+		var s Stuffer
+		wire := s.Finish(s.Append(nil, in))
+		i, j := int(a)%(len(wire)+1), int(b)%(len(wire)+1)
+		if i > j {
+			i, j = j, i
+		}
+		segs := [][]byte{wire[:i], wire[i:j], wire[j:]}
+		got, n := AppendUnstuffedSegs(nil, segs)
+		var flat []byte
+		for _, g := range got {
+			flat = append(flat, g...)
+		}
+		want := appendUnstuffed(nil, [][]byte{wire})
+		if !bytes.Equal(flat, want) || n != len(flat) {
+			t.Fatalf("%q cut at %d,%d: got %q (n=%d); want %q", wire, i, j, flat, n, want)
+		}
+		if canon := appendCRLF(nil, in); len(canon) > 0 && !bytes.Equal(bytes.TrimSuffix(flat, []byte("\r\n")), bytes.TrimSuffix(canon, []byte("\r\n"))) {
+			t.Fatalf("%q: got %q; want the canonical content %q", in, flat, canon)
+		}
+	})
+}

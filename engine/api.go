@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -98,6 +99,50 @@ const (
 	TLSImplicit                       // TLS from the first byte (port 465 relays)
 )
 
+// ChunkingPolicy says whether a session sends message bodies with BDAT
+// (RFC 3030 CHUNKING) instead of DATA.
+type ChunkingPolicy uint8
+
+const (
+	// ChunkingOff (zero) always sends DATA. It is the default because a
+	// server that answers BDAT before reading its chunk (go-smtp v0.24
+	// replies 502 to BDAT when no recipient was accepted) then parses the
+	// body as commands: the session detects it (ErrOutOfStep), closes and
+	// defers what was in flight, and the engine uses DATA for that host
+	// from then on, but the transactions already written may be accepted
+	// out of step. Turn BDAT on for sites known to read refused chunks
+	// (RFC 3030 requires it).
+	ChunkingOff ChunkingPolicy = iota
+	// ChunkingAuto uses BDAT when the server offers CHUNKING: no 354 round
+	// trip, the body goes out un-stuffed with its exact size, and with
+	// PIPELINING several whole transactions go out in one write.
+	ChunkingAuto
+)
+
+// String returns "off" or "auto".
+func (p ChunkingPolicy) String() string {
+	if p == ChunkingAuto {
+		return "auto"
+	}
+	return "off"
+}
+
+// MarshalText returns String's value.
+func (p ChunkingPolicy) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText accepts "auto" and "off".
+func (p *ChunkingPolicy) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "auto":
+		*p = ChunkingAuto
+	case "off":
+		*p = ChunkingOff
+	default:
+		return fmt.Errorf("engine: chunking policy %q: want auto or off", b)
+	}
+	return nil
+}
+
 // Timeouts per command, RFC 5321 §4.5.3.2 defaults (see DefaultTimeouts).
 type Timeouts struct {
 	Connect, Greeting, EHLO, StartTLS, Auth, Mail, Rcpt, Data, DataBlock, Final, Quit, Idle time.Duration
@@ -136,7 +181,17 @@ type SessionConfig struct {
 	MaxRcpts int
 	// NoPipelining forces one command at a time even if offered.
 	NoPipelining bool
-	Timeouts     Timeouts
+	// Chunking selects DATA always (default) or BDAT when offered.
+	Chunking ChunkingPolicy
+	// PipelineDepth is how many transactions (MAIL, RCPT×n, BDAT LAST and
+	// the body) may be in flight at once when the server offers PIPELINING
+	// and CHUNKING (0 = 4; 1 = one at a time). PipelineBytes stops adding
+	// transactions to one write once their bodies reach it (0 = 256 KiB; a
+	// larger message still goes out alone). Without CHUNKING at most two
+	// transactions overlap (the next envelope rides with the final dot).
+	PipelineDepth int
+	PipelineBytes int
+	Timeouts      Timeouts
 }
 
 // Dial asks the engine to open one connection.

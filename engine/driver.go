@@ -122,6 +122,10 @@ type Engine struct {
 
 	goConns goConnSet // sessions on the goroutine driver (TLS)
 
+	// noChunk holds the hosts whose server went out of step with a BDAT
+	// pipeline (ErrOutOfStep): later connections to them use DATA.
+	noChunk sync.Map // host string → struct{}
+
 	enrollMu  sync.RWMutex // read: a worker enrolling; write: Close stopping the loops
 	closeOnce sync.Once
 	idle      chan struct{} // signalled (non-blocking) when a connection ends

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -283,6 +284,9 @@ func (l *drvLoop) OnClose(c gnet.Conn, err error) gnet.Action {
 		d.tls.close()
 	}
 	d.retry = d.s.RetryPlain() && e.state.Load() == engRunning
+	if errors.Is(err, ErrOutOfStep) {
+		e.noChunk.Store(d.dial.Host, struct{}{}) // DATA from now on
+	}
 	e.st.open.Add(-1)
 	e.st.closed.Add(1)
 	d.s.Closed(err, now)
@@ -324,6 +328,13 @@ func newConn(e *Engine, d dialReq, info ConnInfo) *drvConn {
 		c := *cfg
 		c.TLS = TLSDisabled
 		cfg = &c
+	}
+	if cfg.Chunking == ChunkingAuto {
+		if _, bad := e.noChunk.Load(d.Host); bad {
+			c := *cfg
+			c.Chunking = ChunkingOff
+			cfg = &c
+		}
 	}
 	return &drvConn{e: e, cfg: cfg, dial: d, id: info.ID, src: info.Source, idx: -1}
 }

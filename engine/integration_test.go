@@ -204,6 +204,8 @@ type itBackend struct {
 	// dropAfter: if > 0, Data closes the connection after reading that
 	// many bytes.
 	dropAfter int
+	// refuse, if set, may refuse a recipient (an *smtp.SMTPError).
+	refuse func(to string) error
 }
 
 type itSession struct {
@@ -246,6 +248,11 @@ func (s *itSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *itSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.be.refuse != nil {
+		if err := s.be.refuse(to); err != nil {
+			return err
+		}
+	}
 	s.cur.rcpts = append(s.cur.rcpts, to)
 	return nil
 }
@@ -296,10 +303,17 @@ func itServe(t *testing.T, be *itBackend, tc *tls.Config, implicit bool) netip.A
 	if err != nil {
 		t.Fatal(err)
 	}
+	if itWrapListener != nil {
+		ln = itWrapListener(ln)
+	}
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Close() })
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
+
+// itWrapListener, if set, wraps the next itServe listeners (tests that
+// inspect the byte stream; not for parallel tests).
+var itWrapListener func(net.Listener) net.Listener
 
 type itQuietLog struct{}
 

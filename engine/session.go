@@ -3,7 +3,8 @@ package engine
 // The sans-I/O SMTP client: RFC 5321 (transactions, §4.5.3.2 timeouts),
 // RFC 2920 (PIPELINING, also across messages), RFC 3207 (STARTTLS),
 // RFC 4954 with RFC 4616 (AUTH PLAIN, LOGIN), RFC 1870 (SIZE), RFC 6152
-// (8BITMIME), RFC 6531 (SMTPUTF8). No socket, no goroutine, no clock: the
+// (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3030 (CHUNKING: BDAT, without
+// BINARYMIME; with PIPELINING several whole transactions in flight). No socket, no goroutine, no clock: the
 // driver feeds server bytes and the time, and writes what Output returns.
 
 import (
@@ -61,6 +62,12 @@ var (
 	ErrAuthUnavailable = errors.New("engine: AUTH configured but neither PLAIN nor LOGIN offered")
 	ErrUnexpectedReply = errors.New("engine: reply without a command")
 	ErrConnLost        = errors.New("engine: connection closed before QUIT")
+	// ErrOutOfStep: with BDAT pipelined, the server answered BDAT with
+	// 500-504 (it did not take the command, so it may be reading the chunk
+	// as commands), accepted a chunk for a transaction without recipients,
+	// or refused a pipelined MAIL with 503 (it kept a failed transaction
+	// open). Nothing more is sent; what is in flight is deferred.
+	ErrOutOfStep = errors.New("engine: server out of step with the BDAT pipeline")
 )
 
 // TimeoutError says which reply did not arrive in time.
@@ -106,6 +113,8 @@ type txn struct {
 	accepted int
 	failed   bool // MAIL refused, or aborted after a wrong 354
 	bodySent bool
+	chunked  bool  // the body went out with BDAT LAST: CmdBody is its reply
+	slot     uint8 // 1 + index in Session.txs (expect.t)
 }
 
 // expect is one reply the session waits for. It holds no pointer (8
@@ -115,6 +124,14 @@ type expect struct {
 	cmd codec.Command
 	t   uint8 // 0: none; k: Session.txs[k-1]
 }
+
+// Pipeline depth with PIPELINING and CHUNKING (SessionConfig.PipelineDepth,
+// PipelineBytes).
+const (
+	defPipelineDepth = 4
+	maxPipelineDepth = 64
+	defPipelineBytes = 256 << 10
+)
 
 // qInline is the capacity of the expectation ring kept inside the Session
 // (a power of two). Pipelining puts at most MaxRcpts+3 replies in flight
@@ -174,7 +191,8 @@ type Session struct {
 	q      []expect // ring; len is a power of two; qIn until it grows
 	qh, qn int
 	qIn    [qInline]expect
-	txs    [2]txn
+	txs    []txn // transaction slots: txIn, or PipelineDepth of them with BDAT
+	txIn   [2]txn
 
 	w   *wbuf // borrowed from wbufPool while output is pending; else nil
 	rel []*codec.Message
@@ -182,6 +200,9 @@ type Session struct {
 	since     int64 // head of q is timed from here (or idle period start)
 	taken     int   // transactions sent (MaxMessages)
 	maxRcpts  int
+	inflight  int  // transactions taken and not finished
+	wbody     int  // body octets in the pending write (PipelineBytes)
+	chunk     bool // BDAT instead of DATA (CHUNKING offered, ChunkingAuto)
 	wantTLS   bool
 	wantClose bool
 	retry     bool
@@ -201,6 +222,7 @@ func NewSession(cfg *SessionConfig, info ConnInfo, f Feeder, r Reporter, now int
 		s.maxRcpts = 100
 	}
 	s.q = s.qIn[:]
+	s.setSlots(s.txIn[:])
 	if cfg.TLS == TLSImplicit {
 		s.info.TLS = true
 	}
@@ -323,6 +345,7 @@ func (s *Session) giveBack() {
 		return
 	}
 	s.w = nil
+	s.wbody = 0
 	clear(w.out)
 	w.cmd, w.out, w.mark = w.cmd[:0], w.out[:0], 0
 	if cap(w.cmd) <= wbufMaxCmd && cap(w.out) <= 1024 {
@@ -396,6 +419,9 @@ func (s *Session) onReply(r codec.Reply, now int64) error {
 	case codec.CmdData:
 		return s.onData(s.txnOf(e), r, now)
 	case codec.CmdBody:
+		if t := s.txnOf(e); t.chunked {
+			return s.onBDAT(t, r, now)
+		}
 		return s.onBody(s.txnOf(e), r, now)
 	case codec.CmdRset, codec.CmdNoop:
 		return s.onRset(r, now)
@@ -485,8 +511,49 @@ func (s *Session) ready(now int64) error {
 		return nil
 	}
 	s.pipe = s.caps.Pipelining && !s.cfg.NoPipelining
+	s.chunk = s.caps.Chunking && s.cfg.Chunking == ChunkingAuto
+	if d := s.depth(); d > len(s.txs) && s.inflight == 0 {
+		s.setSlots(make([]txn, d))
+	}
 	s.idle(now)
 	return nil
+}
+
+// setSlots makes ts the transaction slots (none may be in use).
+func (s *Session) setSlots(ts []txn) {
+	if len(ts) > maxPipelineDepth {
+		panic("engine: BUG: too many transaction slots")
+	}
+	for i := range ts {
+		ts[i].slot = uint8(i + 1)
+	}
+	s.txs = ts
+}
+
+// chunkPipe reports that whole transactions are pipelined (BDAT with
+// PIPELINING): replies to several of them may be in flight.
+func (s *Session) chunkPipe() bool { return s.chunk && s.pipe }
+
+// depth is how many transactions may be in flight at once.
+func (s *Session) depth() int {
+	if !s.chunkPipe() {
+		return 2 // the next envelope rides with the final dot
+	}
+	d := s.cfg.PipelineDepth
+	if d <= 0 {
+		d = defPipelineDepth
+	}
+	return min(d, maxPipelineDepth)
+}
+
+// more reports that another transaction may join the pipeline now: a slot
+// is free and the pending write holds less than PipelineBytes of bodies.
+func (s *Session) more() bool {
+	budget := s.cfg.PipelineBytes
+	if budget <= 0 {
+		budget = defPipelineBytes
+	}
+	return s.inflight < s.depth() && s.wbody < budget
 }
 
 func (s *Session) onStartTLS(r codec.Reply, now int64) error {
@@ -585,17 +652,24 @@ func (s *Session) Drain(now int64) {
 
 // take asks the Feeder for a transaction and sends it. Envelopes that fail
 // locally (SIZE, SMTPUTF8) are finished at once and the next one taken.
+// With BDAT and PIPELINING it goes on while more allows, and pipelines QUIT
+// behind the last transaction MaxMessages allows.
 func (s *Session) take(now int64) bool {
+	sent := false
 	for !s.draining && !s.full() {
+		if s.chunkPipe() && !s.more() {
+			break
+		}
 		t := s.freeTxn()
 		if t == nil {
 			panic("engine: BUG: no free transaction slot")
 		}
 		env := s.f.Next(s.info, time.Unix(0, now))
 		if env == nil {
-			return false
+			break
 		}
 		t.env = env
+		s.inflight++
 		switch {
 		case len(env.Rcpts) <= len(t.rcIn):
 			t.rc = t.rcIn[:len(env.Rcpts)]
@@ -605,7 +679,7 @@ func (s *Session) take(now int64) bool {
 			t.rc = t.rc[:len(env.Rcpts)]
 		}
 		clear(t.rc)
-		t.n, t.next, t.accepted, t.failed, t.bodySent = min(len(env.Rcpts), s.maxRcpts), 0, 0, false, false
+		t.n, t.next, t.accepted, t.failed, t.bodySent, t.chunked = min(len(env.Rcpts), s.maxRcpts), 0, 0, false, false, false
 		size := env.Size
 		if size == 0 && env.Body != nil {
 			size = env.Body.Len()
@@ -641,15 +715,45 @@ func (s *Session) take(now int64) bool {
 				s.push(codec.CmdRcpt, t, int32(i))
 			}
 			t.next = t.n
-			w.cmd = codec.AppendData(w.cmd)
-			s.push(codec.CmdData, t, 0)
+			if s.chunk {
+				s.sendBDAT(t)
+			} else {
+				w.cmd = codec.AppendData(w.cmd)
+				s.push(codec.CmdData, t, 0)
+			}
 		}
 		if s.state == StateIdle {
 			s.state = StateEnvelope
 		}
-		return true
+		sent = true
+		if !s.chunkPipe() {
+			return true
+		}
 	}
-	return false
+	if sent && s.full() {
+		s.quit(now) // RFC 2920: QUIT may end the last group
+	}
+	return sent
+}
+
+// sendBDAT appends "BDAT n LAST" and the body, un-stuffed: the slices of
+// the Message's segments without the doubled dots and the end-of-data line
+// (codec.AppendUnstuffedSegs copies nothing). The command line goes in
+// front of the body once n is known.
+func (s *Session) sendBDAT(t *txn) {
+	w := s.borrow()
+	w.seal()
+	at := len(w.out)
+	w.out = append(w.out, nil) // the BDAT line, below
+	var n int
+	w.out, n = codec.AppendUnstuffedSegs(w.out, t.env.Body.Segs)
+	start := len(w.cmd)
+	w.cmd = codec.AppendBDAT(w.cmd, n, true)
+	w.out[at] = w.cmd[start:len(w.cmd):len(w.cmd)]
+	w.mark = len(w.cmd)
+	s.wbody += n
+	t.bodySent, t.chunked = true, true
+	s.push(codec.CmdBody, t, 0)
 }
 
 func (s *Session) freeTxn() *txn {
@@ -667,6 +771,12 @@ func (s *Session) onMail(t *txn, r codec.Reply, now int64) error {
 			s.sendRcpt(t)
 		}
 		return nil
+	}
+	if r.Code == 503 && s.chunkPipe() {
+		// Typically "nested MAIL": the server kept the previous, failed
+		// transaction open, and the RCPTs and body behind this MAIL would
+		// join it. Send nothing more; defer what is in flight.
+		return s.outOfStep(t, codec.CmdMail, r)
 	}
 	res, text := resultOf(r), r.Text()
 	for i := range t.n {
@@ -702,6 +812,9 @@ func (s *Session) onRcpt(t *txn, i int, r codec.Reply, now int64) error {
 	switch {
 	case t.next < t.n:
 		s.sendRcpt(t)
+	case t.accepted > 0 && s.chunk:
+		s.sendBDAT(t)
+		s.state = StateBody
 	case t.accepted > 0:
 		w := s.borrow()
 		w.cmd = codec.AppendData(w.cmd)
@@ -772,6 +885,52 @@ func (s *Session) onBody(t *txn, r codec.Reply, now int64) error {
 	return nil
 }
 
+// onBDAT handles the reply to BDAT LAST: the transaction's final reply.
+// With no recipient accepted (or MAIL refused) a refusal is expected and
+// the outcomes are those of the RCPT (or MAIL) replies. Then: refill the
+// pipeline, or RSET after a transaction that had no recipient (the server
+// may keep its MAIL), or idle.
+func (s *Session) onBDAT(t *txn, r codec.Reply, now int64) error {
+	live := t.accepted > 0 && !t.failed
+	switch {
+	case r.Code >= 500 && r.Code <= 504, r.Class() == 2 && !live:
+		return s.outOfStep(t, codec.CmdBody, r)
+	case !live:
+		s.finish(t, ResultNone, 0, codec.EnhancedCode{}, "", false)
+	case r.Class() == 2:
+		s.info.Delivered++
+		s.finish(t, ResultDelivered, r.Code, r.Enhanced, "", false)
+	default:
+		s.finish(t, resultOf(r), r.Code, r.Enhanced, r.Text(), false)
+	}
+	switch {
+	case s.qn == 0 && !live:
+		s.rset(now)
+	case s.qn == 0:
+		s.idle(now)
+	case s.q[s.qh].cmd == codec.CmdQuit:
+		s.state = StateQuit
+	default:
+		s.state = StateEnvelope
+		if s.chunkPipe() {
+			s.take(now) // refill: goes out with this read's other replies' work
+		}
+	}
+	return nil
+}
+
+// outOfStep ends a session whose server no longer pairs replies with the
+// pipeline (see ErrOutOfStep). Output not yet written is dropped, so no
+// further transaction reaches a server that may be reading body bytes as
+// commands; t's accepted recipients, and every transaction behind it (at
+// Closed), are deferred.
+func (s *Session) outOfStep(t *txn, c codec.Command, r codec.Reply) error {
+	err := fmt.Errorf("%w: %w", ErrOutOfStep, codec.NewReplyError(c, r))
+	s.giveBack()
+	s.finish(t, ResultDeferred, 451, enhBadConn, err.Error(), true)
+	return err
+}
+
 // rset resets after a failed transaction, unless the next one is already
 // in flight (a MAIL after a finished transaction needs no RSET).
 func (s *Session) rset(now int64) {
@@ -824,6 +983,9 @@ func (s *Session) onQuit(r codec.Reply) error {
 // with the server's text; the session ends.
 func (s *Session) onClosing(e expect, r codec.Reply) error {
 	text := r.Text()
+	if t := s.txnOf(e); t != nil && t.env != nil {
+		s.finish(t, ResultDeferred, r.Code, r.Enhanced, text, false)
+	}
 	s.failAll(ResultDeferred, r.Code, r.Enhanced, text, false)
 	return codec.NewReplyError(e.cmd, r)
 }
@@ -878,10 +1040,13 @@ func (s *Session) Closed(err error, now int64) {
 	s.r.ConnClosed(s.info, err)
 }
 
-// failAll finishes every transaction in flight and empties the queue.
+// failAll finishes every transaction in flight, in the order they were
+// sent, and empties the queue.
 func (s *Session) failAll(res Result, code int, enh codec.EnhancedCode, text string, local bool) {
 	for s.qn > 0 {
-		s.pop()
+		if t := s.txnOf(s.pop()); t != nil && t.env != nil {
+			s.finish(t, res, code, enh, text, local)
+		}
 	}
 	for i := range s.txs {
 		if t := &s.txs[i]; t.env != nil {
@@ -920,6 +1085,7 @@ func (s *Session) finish(t *txn, res Result, code int, enh codec.EnhancedCode, t
 		}
 	}
 	t.env = nil
+	s.inflight--
 	if b := env.Body; b != nil {
 		if w := s.w; w != nil && (len(w.out) > 0 || len(w.cmd) > w.mark) {
 			s.rel = append(s.rel, b)
@@ -957,14 +1123,11 @@ func (s *Session) push(c codec.Command, t *txn, i int32) {
 		s.growQ()
 	}
 	var k uint8
-	switch t {
-	case nil:
-	case &s.txs[0]:
-		k = 1
-	case &s.txs[1]:
-		k = 2
-	default:
-		panic("engine: BUG: transaction not of this session")
+	if t != nil {
+		k = t.slot
+		if k == 0 || int(k) > len(s.txs) || &s.txs[k-1] != t {
+			panic("engine: BUG: transaction not of this session")
+		}
 	}
 	s.q[(s.qh+s.qn)&(len(s.q)-1)] = expect{cmd: c, t: k, i: i}
 	s.qn++

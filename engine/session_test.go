@@ -22,7 +22,8 @@ var _ driverSession = (*Session)(nil)
 //	# comment
 //	cfg key=value ...        SessionConfig (maxmessages, maxrcpts, nopipelining,
 //	                         tls=opportunistic|required|disabled|implicit,
-//	                         auth=user:pass, allowplain)
+//	                         auth=user:pass, allowplain, chunking=auto|off,
+//	                         depth=n, pipebytes=n)
 //	E: from=a rcpts=b,c body=word [size=n] [utf8]   an envelope the Feeder offers
 //	S: text                  server line; consecutive S lines are one Feed
 //	C: text                  client line; consecutive C lines are one Output
@@ -35,7 +36,9 @@ var _ driverSession = (*Session)(nil)
 //	drain                    Drain
 //	! wantclose|retryplain|!wantclose   assertions
 //
-// The body of an envelope is "Subject: test\r\n\r\n" + word + "\r\n" + ".\r\n".
+// The body of an envelope is "Subject: test\r\n\r\n" + word + "\r\n" + ".\r\n",
+// as DATA sends it (word is taken as already dot-stuffed: "..x" is the line
+// ".x", which BDAT sends un-stuffed).
 
 type fakeFeeder struct{ q []*Envelope }
 
@@ -125,6 +128,14 @@ func parseTranscript(t testing.TB, name string, b []byte) *transcript {
 					tr.cfg.MaxRcpts = n
 				case "nopipelining":
 					tr.cfg.NoPipelining = true
+				case "chunking":
+					if err := tr.cfg.Chunking.UnmarshalText([]byte(v)); err != nil {
+						t.Fatalf("%s:%d: %v", name, no, err)
+					}
+				case "depth":
+					tr.cfg.PipelineDepth = n
+				case "pipebytes":
+					tr.cfg.PipelineBytes = n
 				case "tls":
 					tr.cfg.TLS = map[string]TLSPolicy{"opportunistic": TLSOpportunistic, "required": TLSRequired,
 						"disabled": TLSDisabled, "implicit": TLSImplicit}[v]

@@ -14,6 +14,7 @@ type sessState uint8
 const (
 	stateCmd           sessState = iota // zero state: reading command lines
 	stateData                           // reading the message body up to "\r\n.\r\n"
+	stateChunk                          // reading the octets of a BDAT chunk (chunkLeft)
 	stateAuthPlain                      // waiting for the PLAIN response line
 	stateAuthLoginUser                  // waiting for the LOGIN user name line
 	stateAuthLoginPass                  // waiting for the LOGIN password line
@@ -53,6 +54,11 @@ type session struct {
 	data      []byte // raw (stuffed) body when recording
 	tooBig    bool
 	authUser  []byte
+	chunkLeft int64         // octets of the current BDAT chunk still to read
+	chunkLast bool          // the current chunk is BDAT ... LAST
+	chunkFail string        // reply to the current chunk when it is refused ("" = accept)
+	chunked   bool          // the transaction's body came with BDAT (recorded as is)
+	bdatOpen  bool          // a BDAT chunk without LAST was accepted: DATA is out of sequence
 	delay     time.Duration // largest slow delay of the current batch
 	replies   [6]int64      // replies by class in the current batch
 	closeNext bool
@@ -78,6 +84,9 @@ func (s *session) resetTxn() {
 	s.dataLen = 0
 	s.data = s.data[:0]
 	s.tooBig = false
+	s.chunkFail = ""
+	s.chunked = false
+	s.bdatOpen = false
 }
 
 // banner appends the greeting.
@@ -89,6 +98,19 @@ func (s *session) banner(out []byte) []byte {
 // to out. It returns how many bytes it used; the caller keeps in[n:].
 func (s *session) feed(in []byte, out []byte) (n int, _ []byte, act action) {
 	for n < len(in) {
+		if s.state == stateChunk {
+			k := int(min(s.chunkLeft, int64(len(in)-n)))
+			s.chunkBytes(in[n : n+k])
+			n += k
+			if s.drop && s.chunkFail == "" {
+				return n, out, actClose
+			}
+			if s.chunkLeft > 0 {
+				return n, out, actNone
+			}
+			out = s.endChunk(out)
+			continue
+		}
 		if s.state == stateData {
 			used, done := s.body(in[n:])
 			n += used
@@ -165,8 +187,15 @@ func (s *session) line(line, out []byte) ([]byte, action) {
 		return s.mail(line[len("MAIL FROM:"):], out)
 	case hasPrefixFold(line, "RCPT TO:"):
 		return s.rcpt(line[len("RCPT TO:"):], out)
+	case verb(line, "BDAT"):
+		if !s.srv.cfg.Chunking {
+			break // not offered: 500 below
+		}
+		return s.bdat(line[4:], out)
 	case verb(line, "DATA"):
 		switch {
+		case s.bdatOpen:
+			return s.reply(out, "503 5.5.1 DATA inside a BDAT transaction\r\n"), actNone
 		case !s.inTxn:
 			return s.reply(out, "503 5.5.1 Need MAIL\r\n"), actNone
 		case s.nrcpt == 0:
@@ -334,6 +363,83 @@ func (s *session) keep(b []byte) {
 	if s.srv.recording && !s.tooBig {
 		s.data = append(s.data, b...)
 	}
+}
+
+// bdat starts reading a chunk (RFC 3030): "BDAT size [LAST]". The chunk is
+// read whatever the verdict, so a refused BDAT never leaves its octets to
+// be parsed as commands; the reply goes out once the last octet is in.
+func (s *session) bdat(arg, out []byte) ([]byte, action) {
+	f := bytes.Fields(arg)
+	var size int64 = -1
+	if len(f) == 1 || len(f) == 2 && bytes.EqualFold(f[1], []byte("LAST")) {
+		if v, err := strconv.ParseInt(string(f[0]), 10, 64); err == nil && v >= 0 && f[0][0] != '+' {
+			size = v
+		}
+	}
+	if size < 0 {
+		// The chunk's length is unknown: there is no way to stay in step.
+		return s.reply(out, "501 5.5.4 Syntax: BDAT size [LAST]\r\n"), actClose
+	}
+	s.chunkLeft, s.chunkLast = size, len(f) == 2
+	switch {
+	case !s.inTxn:
+		s.chunkFail = "503 5.5.1 Need MAIL\r\n"
+	case s.nrcpt == 0:
+		s.chunkFail = "554 5.5.1 No valid recipients\r\n"
+	}
+	s.state = stateChunk
+	if size == 0 {
+		if s.drop && s.chunkFail == "" {
+			return out, actClose
+		}
+		return s.endChunk(out), actNone
+	}
+	return out, actNone
+}
+
+// chunkBytes takes octets of the current chunk.
+func (s *session) chunkBytes(b []byte) {
+	s.chunkLeft -= int64(len(b))
+	if s.chunkFail != "" {
+		return
+	}
+	s.dataLen += int64(len(b))
+	if s.srv.maxSize > 0 && s.dataLen > s.srv.maxSize {
+		s.tooBig = true
+	}
+	if s.srv.recording && !s.tooBig {
+		s.data = append(s.data, b...)
+	}
+}
+
+// endChunk answers a chunk read in full. A refused chunk refuses the
+// transaction's later ones; a LAST chunk ends the transaction either way.
+func (s *session) endChunk(out []byte) []byte {
+	s.state = stateCmd
+	last := s.chunkLast
+	switch {
+	case s.chunkFail != "":
+		out = s.reply(out, s.chunkFail)
+		if last && s.inTxn {
+			s.resetTxn()
+		}
+		return out
+	case s.tooBig:
+		out = s.reply(out, "552 5.3.4 Message size exceeds fixed limit\r\n")
+		if last {
+			s.resetTxn()
+		} else {
+			s.chunkFail = "554 5.5.0 Transaction failed\r\n"
+		}
+		return out
+	case !last:
+		s.bdatOpen = true
+		return s.reply(out, "250 2.0.0 Chunk received\r\n")
+	}
+	s.chunked = true
+	s.srv.delivered(s)
+	s.resetTxn()
+	return s.reply(out, "250 2.0.0 Ok: queued\r\n")
 }
 
 func (s *session) endData(out []byte) []byte {

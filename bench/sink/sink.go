@@ -3,7 +3,9 @@
 //
 // It implements the server side of RFC 5321 (SMTP), RFC 1869/5321 EHLO,
 // RFC 2920 (PIPELINING: every whole command in the input buffer is handled
-// and all replies go out in one write), RFC 1870 (SIZE), RFC 6152 (8BITMIME),
+// and all replies go out in one write), RFC 3030 (CHUNKING: BDAT, when
+// Config.Chunking; a refused chunk is still read to its last octet),
+// RFC 1870 (SIZE), RFC 6152 (8BITMIME),
 // RFC 6531 (SMTPUTF8, advertised only), RFC 3207 (STARTTLS), RFC 4954 (AUTH
 // PLAIN and LOGIN) and RFC 3463 enhanced status codes. It does not deliver.
 //
@@ -17,10 +19,11 @@
 // Faults by recipient local part: "tempfail@" → 450 4.2.0 at RCPT,
 // "permfail@" → 550 5.1.1 at RCPT, "421@" → 421 4.7.0 and close,
 // "slow-N@" → every later reply of that transaction is delayed N ms,
-// "drop-in-data@" → the connection is closed as soon as body bytes arrive.
+// "drop-in-data@" → the connection is closed as soon as body bytes arrive
+// (after DATA's 354, or in a BDAT chunk).
 // Faults by rate per recipient domain (Config.Faults): a defer answers
 // 451 4.7.1 at RCPT, a bounce 550 5.7.1, a drop closes the connection during
-// DATA. Rolls come from a counter-based PRNG seeded by Config.Seed, so the
+// DATA or BDAT. Rolls come from a counter-based PRNG seeded by Config.Seed, so the
 // number of faults among the first N recipients of a domain is fixed.
 //
 // Latency (Config.Latency) delays every batch of replies (one per pipelined
@@ -70,9 +73,13 @@ type Config struct {
 	Size         int64 // advertised SIZE; also enforced at MAIL and DATA (0 = none)
 	EightBitMIME bool
 	SMTPUTF8     bool
-	StartTLS     bool        // offer STARTTLS (runs the goroutine transport)
-	TLS          *tls.Config // certificate for STARTTLS; nil = a generated self-signed one
-	Auth         *AuthConfig
+	// Chunking advertises CHUNKING and accepts BDAT (RFC 3030, without
+	// BINARYMIME), as Gmail and Outlook do. Off in the zero Config (DATA
+	// only); `spate sink` turns it on by default.
+	Chunking bool
+	StartTLS bool        // offer STARTTLS (runs the goroutine transport)
+	TLS      *tls.Config // certificate for STARTTLS; nil = a generated self-signed one
+	Auth     *AuthConfig
 
 	Latency time.Duration // delay every batch of replies
 	Faults  []RateFault
@@ -91,7 +98,7 @@ type Config struct {
 type Received struct {
 	From   string
 	Rcpts  []string
-	Data   []byte // body as sent, un-stuffed, without the terminating dot
+	Data   []byte // body as sent, un-stuffed, without the terminating dot (BDAT: the chunks' octets)
 	Source netip.Addr
 }
 
@@ -100,7 +107,7 @@ type Stats struct {
 	Messages    int64 // accepted final dots
 	Recipients  int64 // accepted recipients of accepted messages
 	Connections int64 // connections accepted
-	Bytes       int64 // DATA bytes of accepted messages (as sent, stuffed, with terminator)
+	Bytes       int64 // body bytes of accepted messages as sent (DATA: stuffed, with terminator; BDAT: the chunks' octets)
 	// Domains counts accepted recipients per recipient domain (lower case).
 	Domains map[string]int64
 	// Sources counts accepted messages per client IP.
@@ -141,8 +148,8 @@ type Server struct {
 	stop      func() error
 }
 
-// Start starts a sink and returns once it accepts connections.
-func Start(cfg Config) (*Server, error) {
+// newServer checks cfg and prepares the replies; Start adds a transport.
+func newServer(cfg Config) (*Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
@@ -186,6 +193,9 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.SMTPUTF8 {
 		ext = append(ext, "SMTPUTF8")
 	}
+	if cfg.Chunking {
+		ext = append(ext, "CHUNKING")
+	}
 	if cfg.Auth != nil {
 		ext = append(ext, "AUTH PLAIN LOGIN")
 	}
@@ -195,12 +205,19 @@ func Start(cfg Config) (*Server, error) {
 		ext = append(ext[:len(ext)-1], "STARTTLS", "ENHANCEDSTATUSCODES")
 	}
 	s.ehlo = ehloReply(ext)
+	return s, nil
+}
 
-	var err error
-	if cfg.StartTLS {
-		s.tlsConf = cfg.TLS
+// Start starts a sink and returns once it accepts connections.
+func Start(cfg Config) (*Server, error) {
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.StartTLS {
+		s.tlsConf = s.cfg.TLS
 		if s.tlsConf == nil {
-			if s.tlsConf, err = selfSigned(cfg.Hostname); err != nil {
+			if s.tlsConf, err = selfSigned(s.cfg.Hostname); err != nil {
 				return nil, err
 			}
 		}
@@ -315,7 +332,12 @@ func (s *Server) delivered(ss *session) {
 	d := time.Since(ss.txnStart) + s.cfg.Latency + ss.slow
 	var rec *Received
 	if s.recording {
-		r := Received{From: string(ss.from), Data: unstuff(ss.data), Source: ss.src}
+		r := Received{From: string(ss.from), Source: ss.src}
+		if ss.chunked {
+			r.Data = bytes.Clone(ss.data)
+		} else {
+			r.Data = unstuff(ss.data)
+		}
 		for _, a := range bytes.Split(ss.rcpts[:len(ss.rcpts)-1], []byte{'\n'}) {
 			r.Rcpts = append(r.Rcpts, string(a))
 		}

@@ -60,6 +60,7 @@ func runSink(args []string) int {
 	fs.Int64Var(&cfg.Size, "size", 0, "advertise and enforce SIZE (bytes; 0 = none)")
 	fs.BoolVar(&cfg.EightBitMIME, "8bitmime", true, "advertise 8BITMIME")
 	fs.BoolVar(&cfg.SMTPUTF8, "smtputf8", false, "advertise SMTPUTF8")
+	fs.BoolVar(&cfg.Chunking, "chunking", true, "advertise CHUNKING and accept BDAT (RFC 3030), as Gmail and Outlook do (--chunking=false: DATA only)")
 	fs.BoolVar(&cfg.StartTLS, "starttls", false, "offer STARTTLS with a generated certificate (goroutine transport)")
 	auth := fs.String("auth", "", "require AUTH PLAIN/LOGIN with user:password")
 	fs.DurationVar(&cfg.Latency, "latency", 0, "delay every batch of replies (a remote MX round trip)")
