@@ -50,6 +50,13 @@ type Settings struct {
 	MaxRetryInterval            time.Duration
 	MaxAge                      time.Duration // bounce a deferred recipient after this
 	MXRollup                    bool          // site = rolled-up MX host set (default true)
+	// Chunking (chunking) sends bodies with BDAT (RFC 3030) when the server
+	// offers CHUNKING, several whole transactions per write with PIPELINING
+	// (up to PipelineDepth, pipeline_depth). Off by default: some servers
+	// mishandle a refused BDAT chunk (go-smtp 0.24 answers 502 before reading
+	// it); the engine then closes the connection and uses DATA for that host.
+	Chunking      bool
+	PipelineDepth int
 }
 
 // Source is one egress address.

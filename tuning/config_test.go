@@ -41,6 +41,7 @@ func TestBadConfigs(t *testing.T) {
 		{"provider_no_match.toml", 1, "provider.google", "needs match_mx"},
 		{"empty_match_mx.toml", 3, "provider.google.match_mx", "match_mx is empty"},
 		{"duplicate_domain.toml", 4, "domain.'example.com'", "already defined"},
+		{"bad_chunking.toml", 2, "default.chunking", "true or false"},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {

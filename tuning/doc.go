@@ -24,7 +24,9 @@
 // (max-msg-rate), max_deliveries_per_connection (max-msg-per-connection),
 // max_recipients_per_transaction (max-rcpt-per-message), idle_timeout,
 // enable_tls (use-starttls: yes/no/required), retry_interval (retry-after),
-// max_retry_interval, max_age (bounce-after), mx_rollup, and the timeouts
+// max_retry_interval, max_age (bounce-after), mx_rollup, chunking and
+// pipeline_depth (spate's own: BDAT, RFC 3030, with whole transactions
+// pipelined; off by default), and the timeouts
 // table (also as KumoMTA's flat connect_timeout, ehlo_timeout,
 // mail_from_timeout, rcpt_to_timeout, data_timeout, data_dot_timeout, ...).
 // A table that sets one setting twice (a key and its alias) is an error.

@@ -213,6 +213,20 @@ var fields = []fieldDef{
 		get:  func(s *Settings) string { return strconv.FormatBool(s.MXRollup) },
 		copy: func(dst, src *Settings) { dst.MXRollup = src.MXRollup },
 	},
+	{
+		key: "chunking",
+		parse: func(s *Settings, v any) error {
+			b, ok := v.(bool)
+			if !ok {
+				return typeError("true or false", v)
+			}
+			s.Chunking = b
+			return nil
+		},
+		get:  func(s *Settings) string { return strconv.FormatBool(s.Chunking) },
+		copy: func(dst, src *Settings) { dst.Chunking = src.Chunking },
+	},
+	intField("pipeline_depth", nil, 1, func(s *Settings) *int { return &s.PipelineDepth }),
 }
 
 // fieldByName maps every key and alias (and the bare timeouts sub-keys under
@@ -253,6 +267,7 @@ var builtin = Settings{
 	MaxRetryInterval: 8 * time.Hour,
 	MaxAge:           3 * Day,
 	MXRollup:         true,
+	PipelineDepth:    4,
 }
 
 // Builtin returns the built-in bottom layer.

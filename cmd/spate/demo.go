@@ -75,7 +75,7 @@ func runDemo(args []string) int {
 	}
 	defer zone.Close()
 	srv, err := sink.Start(sink.Config{
-		Addr: "127.0.0.1:0", Hostname: "mx.demo.test", Latency: *latency, Size: 10 << 20, EightBitMIME: true,
+		Addr: "127.0.0.1:0", Hostname: "mx.demo.test", Latency: *latency, Size: 10 << 20, EightBitMIME: true, Chunking: true,
 		Faults: []sink.RateFault{{Domain: "yahoo.test", Defer: 0.03}, {Domain: "outlook.test", Defer: 0.01}}, Seed: 7,
 	})
 	if err != nil {

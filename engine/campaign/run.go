@@ -279,6 +279,11 @@ func sessionConfig(req scheduler.ConnectRequest, o Options) engine.SessionConfig
 		MaxMessages: s.MaxDeliveriesPerConnection,
 		MaxRcpts:    s.MaxRecipientsPerTransaction,
 		Timeouts:    engine.DefaultTimeouts(),
+
+		PipelineDepth: s.PipelineDepth,
+	}
+	if s.Chunking {
+		sc.Chunking = engine.ChunkingAuto
 	}
 	if sc.EHLOName == "" {
 		sc.EHLOName = "localhost"
