@@ -47,6 +47,8 @@ type Fault struct {
 // SinkOptions configure the sink a run starts.
 type SinkOptions struct {
 	StartTLS bool
+	// Chunking makes the sink offer CHUNKING (BDAT, RFC 3030).
+	Chunking bool
 	// Latency delays every reply (a remote MX round trip).
 	Latency time.Duration
 	Faults  []Fault
@@ -67,6 +69,9 @@ type Config struct {
 	Size     int // body bytes
 	Rcpts    int // recipients per message
 	StartTLS bool
+	// Chunking: the sink offers CHUNKING and spate sends with BDAT, whole
+	// transactions pipelined (the other peers keep DATA: they have no BDAT).
+	Chunking bool
 	Latency  time.Duration // sink reply latency
 	Faults   []Fault
 	// Peers to run (nil = AllPeers).
@@ -204,7 +209,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			return nil, errors.New("bench: neither SinkAddr nor StartSink set")
 		}
 		var err error
-		sk, err = cfg.StartSink(SinkOptions{StartTLS: cfg.StartTLS, Latency: cfg.Latency, Faults: cfg.Faults})
+		sk, err = cfg.StartSink(SinkOptions{StartTLS: cfg.StartTLS, Chunking: cfg.Chunking, Latency: cfg.Latency, Faults: cfg.Faults})
 		if err != nil {
 			return nil, fmt.Errorf("bench: sink: %w", err)
 		}
@@ -374,7 +379,7 @@ func resolvePeer(cfg *Config, name, addr string) (pc peerCmd, skip string) {
 		o := peers.Options{Addr: addr, Sessions: cfg.Sessions, N: cfg.N, Size: cfg.Size, Rcpts: cfg.Rcpts,
 			StartTLS: cfg.StartTLS, Timeout: cfg.Timeout}
 		if name == PeerSpate {
-			o.Loops = cfg.Loops
+			o.Loops, o.Chunking = cfg.Loops, cfg.Chunking
 		}
 		pc.path = cfg.Self[0]
 		pc.args = append(append(append([]string{}, cfg.Self[1:]...), name), o.Args()...)

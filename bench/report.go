@@ -127,6 +127,9 @@ func (c Config) Describe() string {
 	if c.StartTLS {
 		s += ", STARTTLS"
 	}
+	if c.Chunking {
+		s += ", sink offers CHUNKING (spate sends BDAT; the other peers DATA)"
+	}
 	if c.Latency > 0 {
 		s += fmt.Sprintf(", sink latency %s/reply", c.Latency)
 	}

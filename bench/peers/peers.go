@@ -40,6 +40,8 @@ type Options struct {
 	Size     int
 	Rcpts    int
 	StartTLS bool
+	// Chunking sends with BDAT when the server offers CHUNKING (spate only).
+	Chunking bool
 	// Loops is the engine's event-loop count (spate only; 0 = NumCPU).
 	Loops int
 	// Timeout bounds the whole run (0 = 2 minutes).
@@ -52,6 +54,9 @@ func (o Options) Args() []string {
 		"--size", fmt.Sprint(o.Size), "--rcpts", fmt.Sprint(o.Rcpts)}
 	if o.StartTLS {
 		a = append(a, "--starttls")
+	}
+	if o.Chunking {
+		a = append(a, "--chunking")
 	}
 	if o.Loops > 0 {
 		a = append(a, "--loops", fmt.Sprint(o.Loops))
@@ -87,6 +92,7 @@ func ParseArgs(args []string, stderr io.Writer) (kind string, o Options, err err
 	fs.IntVar(&o.Size, "size", 1000, "body bytes per message")
 	fs.IntVar(&o.Rcpts, "rcpts", 1, "recipients per message")
 	fs.BoolVar(&o.StartTLS, "starttls", false, "use STARTTLS (certificate not verified)")
+	fs.BoolVar(&o.Chunking, "chunking", false, "BDAT when the server offers CHUNKING (spate only)")
 	fs.IntVar(&o.Loops, "loops", 0, "engine event loops (spate only; 0 = NumCPU)")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "bound on the whole run")
 	if err := fs.Parse(args[1:]); err != nil {

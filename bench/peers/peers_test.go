@@ -181,7 +181,7 @@ func TestPeersCountRejections(t *testing.T) {
 }
 
 func TestParseArgs(t *testing.T) {
-	o := Options{Addr: "127.0.0.1:2525", Sessions: 7, N: 99, Size: 512, Rcpts: 3, StartTLS: true, Loops: 2, Timeout: 5 * time.Second}
+	o := Options{Addr: "127.0.0.1:2525", Sessions: 7, N: 99, Size: 512, Rcpts: 3, StartTLS: true, Chunking: true, Loops: 2, Timeout: 5 * time.Second}
 	kind, got, err := ParseArgs(append([]string{"netsmtp"}, o.Args()...), io.Discard)
 	if err != nil || kind != "netsmtp" || !reflect.DeepEqual(got, o) {
 		t.Fatalf("round trip: got %q %+v %v; want netsmtp %+v", kind, got, err, o)

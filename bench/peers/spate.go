@@ -126,6 +126,9 @@ func RunSpate(ctx context.Context, o Options) (Result, error) {
 	if o.StartTLS {
 		r.sc.TLS = engine.TLSRequired // VerifyTLS false: the sink's certificate is self-signed
 	}
+	if o.Chunking {
+		r.sc.Chunking = engine.ChunkingAuto
+	}
 	e, err := engine.New(engine.Config{Loops: o.Loops, Feeder: r, Reporter: r, Logf: func(string, ...any) {}})
 	if err != nil {
 		return Result{}, err

@@ -27,6 +27,8 @@ const DefaultN = 20000
 var All = []Scenario{
 	{Name: "throughput-1k", Desc: "Raw throughput: 100 sessions, 1 KB bodies, 1 recipient, no sink latency.",
 		N: DefaultN, Apply: func(c *bench.Config) { c.Sessions, c.Size, c.Rcpts = 100, 1000, 1 }},
+	{Name: "chunking-1k", Desc: "throughput-1k with a sink offering CHUNKING: spate sends BDAT, several whole messages per write (no 354 round trip); the other peers have no BDAT and send DATA.",
+		N: DefaultN, Apply: func(c *bench.Config) { c.Sessions, c.Size, c.Rcpts, c.Chunking = 100, 1000, 1, true }},
 	{Name: "large-50k", Desc: "Large bodies: 100 sessions, 50 KB bodies.",
 		N: 5000, Apply: func(c *bench.Config) { c.Sessions, c.Size, c.Rcpts = 100, 50000, 1 }},
 	// 10,000 sessions whose every reply takes 100 ms: a pipelining client

@@ -12,10 +12,10 @@ import (
 
 func TestSelect(t *testing.T) {
 	all, err := Select("all")
-	if err != nil || len(all) != 5 {
-		t.Fatalf("all: %d scenarios, %v; want 5", len(all), err)
+	if err != nil || len(all) != 6 {
+		t.Fatalf("all: %d scenarios, %v; want 6", len(all), err)
 	}
-	want := []string{"throughput-1k", "large-50k", "latency-10k", "tls", "faults"}
+	want := []string{"throughput-1k", "chunking-1k", "large-50k", "latency-10k", "tls", "faults"}
 	if !reflect.DeepEqual(Names(), want) {
 		t.Fatalf("Names() = %q; want %q", Names(), want)
 	}

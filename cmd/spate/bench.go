@@ -35,6 +35,7 @@ func runBench(args []string) int {
 	size := fs.Int("size", 1000, "body bytes per message")
 	rcpts := fs.Int("rcpts", 1, "recipients per message")
 	starttls := fs.Bool("starttls", false, "STARTTLS on every session (peers without TLS are skipped)")
+	chunking := fs.Bool("chunking", false, "the sink offers CHUNKING and spate sends BDAT (other peers keep DATA)")
 	latency := fs.Duration("latency", 0, "sink reply latency (a remote MX round trip)")
 	peerList := fs.String("peers", strings.Join(bench.AllPeers, ","), "peers to run, comma-separated")
 	loops := fs.Int("loops", 0, "spate engine event loops (0 = number of CPUs)")
@@ -86,7 +87,7 @@ func runBench(args []string) int {
 		return exitRuntime
 	}
 	base := bench.Config{
-		Sessions: *sessions, N: *n, Size: *size, Rcpts: *rcpts, StartTLS: *starttls, Latency: *latency,
+		Sessions: *sessions, N: *n, Size: *size, Rcpts: *rcpts, StartTLS: *starttls, Chunking: *chunking, Latency: *latency,
 		Peers: pl, Loops: *loops, Timeout: *timeout, Repeat: *repeat, SinkAddr: *sinkAddr, Self: []string{exe, "bench-peer"},
 		StartSink: startBenchSink,
 	}
@@ -131,11 +132,14 @@ func runBench(args []string) int {
 		if set["starttls"] {
 			c.StartTLS = *starttls
 		}
+		if set["chunking"] {
+			c.Chunking = *chunking
+		}
 		if set["latency"] {
 			c.Latency = *latency
 		}
 	}
-	base.StartTLS, base.Latency = false, 0
+	base.StartTLS, base.Chunking, base.Latency = false, false, 0
 	results := scenarios.Run(ctx, scs, base, override)
 	for _, sc := range results {
 		fmt.Printf("## %s\n\n%s.\n\n", sc.Name, sc.Config.Describe())
@@ -193,7 +197,7 @@ func startBenchSink(o bench.SinkOptions) (bench.Sink, error) {
 	}
 	s, err := sink.Start(sink.Config{
 		Addr: "127.0.0.1:0", Hostname: "sink.bench.test", EightBitMIME: true,
-		StartTLS: o.StartTLS, Latency: o.Latency, Faults: faults, Seed: 1,
+		StartTLS: o.StartTLS, Chunking: o.Chunking, Latency: o.Latency, Faults: faults, Seed: 1,
 	})
 	if err != nil {
 		return nil, err
