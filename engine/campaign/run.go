@@ -196,8 +196,16 @@ func (r *Runner) readList(ctx context.Context) {
 func (r *Runner) admit(ctx context.Context, rc *codec.Recipient) {
 	now := r.o.Now()
 	it := &scheduler.Item{Row: rc.Row, Domain: rc.Domain, Rcpt: rc.Email, First: now, Tag: &recipientInfo{values: rc.Values, line: rc.Line}}
-	if rec, ok := r.prior.Get(rc.Row); ok {
-		it.Attempts = int(rec.Attempts) // a resumed recipient keeps its count
+	if r.prior != nil {
+		// A resumed recipient keeps its attempt count, and its age (for
+		// max_age) counts from when the campaign began, as a spooled
+		// message's counts from its creation.
+		if rec, ok := r.prior.Get(rc.Row); ok {
+			it.Attempts = int(rec.Attempts)
+		}
+		if c := r.prior.Created; !c.IsZero() && c.Before(now) {
+			it.First = c
+		}
 	}
 	if r.o.Relay != nil {
 		host := r.o.Relay.Host
