@@ -38,6 +38,7 @@ type recipientInfo struct {
 // end are counted in the summary (exit code 3).
 func (r *Runner) Run(ctx context.Context) (*Summary, error) {
 	r.summary = newSummary(r.o.Now())
+	r.meter.update(r.summary.Start, 0, nil) // the first rate shown is since the start
 	// A short tick: sessions waiting on a throttle ask again within 5 ms.
 	tlsCache := engine.NewTLSCache(0, nil)
 	defer tlsCache.Close()
