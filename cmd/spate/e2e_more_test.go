@@ -127,30 +127,18 @@ func waitFor(p *proc, limit time.Duration, cond func() bool) bool {
 // connection_limit = 1: with more, the MX fallback fails (see
 // TestSendDirectMXParallelDials).
 func TestSendDirectMX(t *testing.T) {
-	runDirectMX(t, "[default]\nconnection_limit = 1\n", false)
+	runDirectMX(t, "[default]\nconnection_limit = 1\n")
 }
 
 // TestSendDirectMXParallelDials is TestSendDirectMX with the default
-// connection_limit (10): the runner opens several connections to the
-// refusing preferred MX at once, counts each refusal towards "site
-// unreachable" and wraps its MX index around, so two.test is declared
-// unreachable (451 4.4.1) without the second MX ever being tried.
+// connection_limit (10): several connections dial the refusing preferred MX
+// at once; their refusals must move every later dial to the second MX, not
+// declare the site unreachable before it was tried.
 func TestSendDirectMXParallelDials(t *testing.T) {
-	t.Skip("needs fix: engine/campaign Runner.ConnClosed advances pathState.next and counts fails per failed " +
-		"connection, not per MX address, so parallel refusals on the first MX declare the site down before the second is dialed")
-	runDirectMX(t, "", false)
+	runDirectMX(t, "")
 }
 
-// TestSendDirectMXBadDomainSuppressed: recipients bounced as bad-domain by
-// the resolver (null MX, NXDOMAIN) belong in the suppression file, as
-// bad-domain bounces from a server's reply already do.
-func TestSendDirectMXBadDomainSuppressed(t *testing.T) {
-	t.Skip("needs fix: engine/campaign Runner.admit records null-MX/NXDOMAIN bounces with Runner.final, " +
-		"which (unlike Runner.decided) never adds the address to the suppression list")
-	runDirectMX(t, "[default]\nconnection_limit = 1\n", true)
-}
-
-func runDirectMX(t *testing.T, conf string, badDomainSuppressed bool) {
+func runDirectMX(t *testing.T, conf string) {
 	dir := t.TempDir()
 	srv, addr := startSink(t, sink.Config{})
 	_, port, err := net.SplitHostPort(addr)
@@ -197,9 +185,9 @@ func runDirectMX(t *testing.T, conf string, badDomainSuppressed bool) {
 	for i := range 3 {
 		add(fmt.Sprintf("n%d@null.test", i), want{state: "bounced", code: "550", enhanced: "5.1.2", class: "bad-domain", text: "null MX"})
 		add(fmt.Sprintf("x%d@nx.test", i), want{state: "bounced", code: "550", enhanced: "5.1.2", class: "bad-domain", text: "NXDOMAIN"})
-		if badDomainSuppressed {
-			suppressed = append(suppressed, fmt.Sprintf("n%d@null.test", i), fmt.Sprintf("x%d@nx.test", i))
-		}
+		// Bad-domain bounces from the resolver belong in the suppression
+		// file as much as those from a server's reply.
+		suppressed = append(suppressed, fmt.Sprintf("n%d@null.test", i), fmt.Sprintf("x%d@nx.test", i))
 	}
 	add("permfail@one.test", want{state: "bounced", code: "550", enhanced: "5.1.1", class: "invalid-recipient", mx: "mx.one.test"})
 	list := writeList(t, filepath.Join(dir, "mx.csv"), []string{"email", "name", "city"}, rows)

@@ -165,6 +165,12 @@ func sendCampaign(f *sendFlags, out io.Writer) int {
 		fmt.Fprintln(os.Stderr, "spate:", err)
 		return exitRuntime
 	}
+	if ctx.Err() != nil {
+		// Interrupted: rows may be left unread or unsent even when none is
+		// recorded deferred.
+		fmt.Fprintln(os.Stderr, "spate: interrupted; run again with --resume to finish the campaign")
+		return exitDeferred
+	}
 	if sum.Total.Deferred > 0 {
 		return exitDeferred
 	}

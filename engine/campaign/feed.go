@@ -151,15 +151,38 @@ func (r *Runner) ConnClosed(c engine.ConnInfo, err error) {
 	down := false
 	r.mu.Lock()
 	if ps := r.paths[c.Path]; ps != nil {
+		idx := -1
+		for i, a := range ps.addrs {
+			if a.addr == c.Addr {
+				idx = i
+				break
+			}
+		}
 		switch {
 		case err != nil && c.Delivered == 0:
-			ps.next++
 			ps.fails++
-			if ps.fails >= max(len(ps.addrs), siteDownAfter) && !r.stopping.Load() {
+			if idx >= 0 {
+				ps.failed[idx] = true
+				if idx == ps.next%len(ps.addrs) {
+					ps.next = idx + 1 // the next address in preference order
+				}
+			}
+			all := true
+			for _, f := range ps.failed {
+				all = all && f
+			}
+			if all && ps.fails >= siteDownAfter && !r.stopping.Load() {
 				down, ps.fails = true, 0
+				clear(ps.failed) // the retries start over from the preferred MX
+				ps.next = 0
 			}
 		case c.Delivered > 0:
+			// This address works: stay on it, forget the failures.
 			ps.fails = 0
+			clear(ps.failed)
+			if idx >= 0 {
+				ps.next = idx
+			}
 		}
 	}
 	r.mu.Unlock()

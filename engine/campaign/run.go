@@ -226,6 +226,9 @@ func (r *Runner) admit(ctx context.Context, rc *codec.Recipient) {
 		if permanent {
 			o.Code, o.Enhanced = 550, codec.EnhancedCode{Class: 5, Subject: 1, Detail: 2}
 			r.final(rc.Row, rc.Email, rc.Domain, "", journal.StateBounced, "bad-domain", o, 1, now)
+			if r.suppress != nil {
+				_ = r.suppress.Add(rc.Email, "bad-domain")
+			}
 		} else {
 			// Leave it deferred in the journal: --resume tries it again.
 			o.Code, o.Enhanced = 451, codec.EnhancedCode{Class: 4, Subject: 4, Detail: 3}
@@ -266,11 +269,21 @@ func (r *Runner) dial(req scheduler.ConnectRequest) {
 				ps.addrs = append(ps.addrs, mxAddr{host: h, addr: a})
 			}
 		}
+		ps.failed = make([]bool, len(ps.addrs))
 		r.paths[req.PathID] = ps
 	}
 	var target mxAddr
-	if len(ps.addrs) > 0 {
-		target = ps.addrs[ps.next%len(ps.addrs)]
+	if n := len(ps.addrs); n > 0 {
+		// The first address from next on (preference order) that has
+		// not failed: concurrent dials all move on once one fails.
+		i := ps.next % n
+		for k := 0; k < n; k++ {
+			if !ps.failed[(ps.next+k)%n] {
+				i = (ps.next + k) % n
+				break
+			}
+		}
+		target = ps.addrs[i]
 	}
 	r.mu.Unlock()
 	if !target.addr.IsValid() {

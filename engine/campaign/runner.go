@@ -102,10 +102,13 @@ type Runner struct {
 // pathState is what the runner remembers per egress path: its MX addresses
 // (for fallback on connection failure) and session settings.
 type pathState struct {
-	req     scheduler.ConnectRequest
-	addrs   []mxAddr
-	next    int // index of the address to dial next
-	fails   int // connections in a row that failed with nothing delivered
+	req   scheduler.ConnectRequest
+	addrs []mxAddr
+	next  int // index of the address to dial next
+	fails int // connections in a row that failed with nothing delivered
+	// failed marks addresses that refused or timed out since the path last
+	// delivered; dials skip them while another address remains.
+	failed  []bool
 	session engine.SessionConfig
 }
 
