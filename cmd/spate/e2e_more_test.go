@@ -726,8 +726,12 @@ func parseGauges(text string, names []string) (map[string]float64, error) {
 	out := map[string]float64{}
 	for _, n := range names {
 		v, ok := val[n]
-		if !help[n] || typ[n] != "gauge" || !ok || samples[n] != 1 {
-			return nil, fmt.Errorf("gauge %s: help %v, type %q, %d samples", n, help[n], typ[n], samples[n])
+		want := "gauge"
+		if strings.HasSuffix(n, "_total") {
+			want = "counter"
+		}
+		if !help[n] || typ[n] != want || !ok || samples[n] != 1 {
+			return nil, fmt.Errorf("metric %s: help %v, type %q (want %s), %d samples", n, help[n], typ[n], want, samples[n])
 		}
 		out[n] = v
 	}

@@ -22,10 +22,15 @@ func serveMetrics(addr string, r *campaign.Runner) (stop func(), err error) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "spate", Name: name, Help: help},
 			func() float64 { return f(r.Progress()) }))
 	}
+	// Monotonic counts are counters (the _total suffix says so).
+	counter := func(name, help string, f func(p campaign.Progress) float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "spate", Name: name, Help: help},
+			func() float64 { return f(r.Progress()) }))
+	}
 	gauge("recipients_read", "Recipients read from the list.", func(p campaign.Progress) float64 { return float64(p.Read) })
-	gauge("delivered_total", "Recipients delivered (250 to the final dot).", func(p campaign.Progress) float64 { return float64(p.Delivered) })
-	gauge("bounced_total", "Recipients bounced (permanent failure or expired).", func(p campaign.Progress) float64 { return float64(p.Bounced) })
-	gauge("deferrals_total", "Temporary failures (each retry counts).", func(p campaign.Progress) float64 { return float64(p.Deferred) })
+	counter("delivered_total", "Recipients delivered (250 to the final dot).", func(p campaign.Progress) float64 { return float64(p.Delivered) })
+	counter("bounced_total", "Recipients bounced (permanent failure or expired).", func(p campaign.Progress) float64 { return float64(p.Bounced) })
+	counter("deferrals_total", "Temporary failures (each retry counts).", func(p campaign.Progress) float64 { return float64(p.Deferred) })
 	gauge("in_flight", "Recipients handed to the engine and not yet answered.", func(p campaign.Progress) float64 { return float64(p.InFlight) })
 	gauge("connections", "Open SMTP connections.", func(p campaign.Progress) float64 { return float64(p.Conns) })
 	gauge("rate_msgs_per_second", "Delivered messages per second (recent).", func(p campaign.Progress) float64 { return p.Rate })
