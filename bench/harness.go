@@ -1,6 +1,7 @@
 // Package bench runs SMTP clients ("peers") side by side against one sink
 // and reports their throughput, latency, CPU time and peak memory: spate's
-// engine, net/smtp, Postfix's smtp-source and the gopipe reference client.
+// engine, the whole `spate send` product, net/smtp, Postfix's smtp-source
+// and the gopipe reference client.
 //
 // Every peer runs in its own child process, one after the other, against
 // the same sink, so its CPU time (user+sys) and peak RSS come from the
@@ -30,13 +31,14 @@ import (
 // Peer names, in the order a run uses by default.
 const (
 	PeerSpate      = "spate"
+	PeerSpateSend  = "spate-send"
 	PeerNetSMTP    = "netsmtp"
 	PeerSMTPSource = "smtp-source"
 	PeerGopipe     = "gopipe"
 )
 
 // AllPeers lists every peer the harness knows.
-var AllPeers = []string{PeerSpate, PeerNetSMTP, PeerSMTPSource, PeerGopipe}
+var AllPeers = []string{PeerSpate, PeerSpateSend, PeerNetSMTP, PeerSMTPSource, PeerGopipe}
 
 // Fault is a per-domain fault rate injected by the sink (fractions 0..1).
 type Fault struct {
@@ -70,7 +72,8 @@ type Config struct {
 	Rcpts    int // recipients per message
 	StartTLS bool
 	// Chunking: the sink offers CHUNKING and spate sends with BDAT, whole
-	// transactions pipelined (the other peers keep DATA: they have no BDAT).
+	// transactions pipelined (spate-send too, `chunking = true` in its tuning
+	// file; the other peers keep DATA: they have no BDAT).
 	Chunking bool
 	Latency  time.Duration // sink reply latency
 	Faults   []Fault
@@ -95,6 +98,13 @@ type Config struct {
 	// SelfEnv is added to its environment.
 	Self    []string
 	SelfEnv []string
+	// Send is the command line that runs `spate send` (e.g. {"/usr/bin/spate",
+	// "send"}) for the spate-send peer, which is skipped without it; SelfEnv
+	// is added to its environment too.
+	Send []string
+	// Domains is the number of domains in the spate-send peer's generated
+	// list (0 = DefaultDomains).
+	Domains int
 	// SMTPSource is the smtp-source binary ("" = /usr/sbin/smtp-source, then $PATH).
 	SMTPSource string
 	// GopipeDir is the gopipe source folder ("" = /work/shared/peers/gopipe);
@@ -130,6 +140,9 @@ func (c *Config) defaults() {
 	}
 	if c.Repeat <= 0 {
 		c.Repeat = 1
+	}
+	if c.Domains <= 0 {
+		c.Domains = DefaultDomains
 	}
 	if c.GopipeDir == "" {
 		c.GopipeDir = DefaultGopipeDir
@@ -273,6 +286,8 @@ type peerCmd struct {
 	// okExit accepts a non-zero exit when parse succeeded (gopipe exits 1
 	// when some messages failed).
 	okExit bool
+	// cleanup, if set, runs after the child has exited and been counted.
+	cleanup func()
 }
 
 func runPeer(ctx context.Context, cfg *Config, name, addr string, sk Sink) Result {
@@ -281,6 +296,9 @@ func runPeer(ctx context.Context, cfg *Config, name, addr string, sk Sink) Resul
 	if skip != "" {
 		r.Skipped = skip
 		return r
+	}
+	if pc.cleanup != nil {
+		defer pc.cleanup()
 	}
 	var before int64
 	if sk != nil {
@@ -386,6 +404,8 @@ func resolvePeer(cfg *Config, name, addr string) (pc peerCmd, skip string) {
 		pc.env = cfg.SelfEnv
 		pc.parse = parsePeerJSON
 		return pc, ""
+	case PeerSpateSend:
+		return resolveSend(cfg, addr)
 	case PeerSMTPSource:
 		if cfg.StartTLS {
 			return pc, "smtp-source has no STARTTLS"

@@ -87,7 +87,8 @@ func testConfig(t *testing.T) Config {
 // TestRunAllPeers runs every peer in a child process against one sink:
 // each that ran must have had exactly N messages accepted by the sink, a
 // CPU time and a peak RSS of its own; smtp-source and gopipe may be
-// skipped, with a reason, when absent.
+// skipped, with a reason, when absent, and spate-send is (this test binary
+// is no `spate send`; cmd/spate's TestBenchSpateSend runs it).
 func TestRunAllPeers(t *testing.T) {
 	cfg := testConfig(t)
 	rs, err := Run(context.Background(), cfg)
@@ -104,6 +105,9 @@ func TestRunAllPeers(t *testing.T) {
 		if r.Skipped != "" {
 			if r.Peer == PeerSpate || r.Peer == PeerNetSMTP {
 				t.Fatalf("%s skipped: %s", r.Peer, r.Skipped)
+			}
+			if r.Peer == PeerSpateSend && !strings.Contains(r.Skipped, "no spate send command") {
+				t.Fatalf("%s skipped %q; want no spate send command", r.Peer, r.Skipped)
 			}
 			t.Logf("%s skipped: %s", r.Peer, r.Skipped)
 			continue
@@ -137,7 +141,10 @@ func TestRunSkipsMissingPeers(t *testing.T) {
 	}
 	want := map[string]string{
 		PeerSpate: "no bench-peer command", PeerNetSMTP: "no bench-peer command",
-		PeerSMTPSource: "not installed", PeerGopipe: "not found",
+		PeerSMTPSource: "not installed", PeerGopipe: "not found", PeerSpateSend: "no spate send command",
+	}
+	if len(rs) != len(want) {
+		t.Fatalf("%d results; want %d", len(rs), len(want))
 	}
 	for _, r := range rs {
 		if !strings.Contains(r.Skipped, want[r.Peer]) {
@@ -146,6 +153,19 @@ func TestRunSkipsMissingPeers(t *testing.T) {
 		if r.Ran() || r.Rate() != 0 {
 			t.Errorf("%s: Ran %v Rate %v; want false, 0", r.Peer, r.Ran(), r.Rate())
 		}
+	}
+	cfg = testConfig(t)
+	cfg.Send = []string{"/nonexistent/spate", "send"}
+	cfg.Peers = []string{PeerSpateSend}
+	rs, err = Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rs[0]; !strings.Contains(r.Skipped, "not found at /nonexistent/spate") || r.Ran() || r.Rate() != 0 {
+		t.Errorf("spate-send with a missing binary: %+v; want skipped, not found", r)
+	}
+	if cell := Rows(rs)[0][1]; !strings.HasPrefix(cell, "skipped (") {
+		t.Errorf("msgs/s cell %q; want skipped (…)", cell)
 	}
 	cfg = testConfig(t)
 	cfg.StartTLS = true

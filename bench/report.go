@@ -128,13 +128,26 @@ func (c Config) Describe() string {
 		s += ", STARTTLS"
 	}
 	if c.Chunking {
-		s += ", sink offers CHUNKING (spate sends BDAT; the other peers DATA)"
+		s += ", sink offers CHUNKING (spate and spate-send send BDAT; the other peers DATA)"
 	}
 	if c.Latency > 0 {
 		s += fmt.Sprintf(", sink latency %s/reply", c.Latency)
 	}
 	for _, f := range c.Faults {
 		s += fmt.Sprintf(", faults %s: %g%% defer %g%% bounce %g%% drop", f.Domain, f.Defer*100, f.Bounce*100, f.Drop*100)
+	}
+	peers := c.Peers
+	if peers == nil {
+		peers = AllPeers
+	}
+	for _, p := range peers {
+		if p == PeerSpateSend {
+			d := c.Domains
+			if d <= 0 {
+				d = DefaultDomains
+			}
+			s += fmt.Sprintf("; spate-send: `spate send` with a %d-domain list, template with merge fields, journal and results", d)
+		}
 	}
 	return s
 }
@@ -149,6 +162,10 @@ func WriteReport(w io.Writer, scs []Scenario, chart string, when time.Time, host
 		"msgs/s counts messages the sink accepted over the child's wall time (start to exit). " +
 		"p50/p99 are per-message latencies measured by the peer itself (spate: Feeder.Next to the last recipient's Outcome; " +
 		"netsmtp: MAIL to the final dot's reply); n/a where the peer cannot report them. " +
+		"spate drives the engine directly; spate-send is the whole product, `spate send` as a child process " +
+		"with a generated CSV list (N recipients over a weighted mix of domains), so its figures include list reading, " +
+		"template rendering with merge fields, scheduling, the journal and the results file " +
+		"(its files are written before the run starts; p50/p99 n/a). " +
 		"spate/peer is spate's msgs/s over the peer's.\n\n")
 	if chart != "" {
 		fmt.Fprintf(&b, "![msgs/s per peer per scenario](%s)\n\n", chart)

@@ -101,7 +101,7 @@ func TestReportAndChart(t *testing.T) {
 	}
 	r := b.String()
 	for _, want := range []string{"# spate bench report", "2026-11-22T19:00:00Z on host1", "![msgs/s per peer per scenario](bench-report.svg)",
-		"## throughput-1k", "20000 messages per peer, 100 sessions, 1000 B body, 1 rcpt(s)/msg.", "| spate | 10000 |",
+		"## throughput-1k", "20000 messages per peer, 100 sessions, 1000 B body, 1 rcpt(s)/msg; spate-send: `spate send` with a 50-domain list", "spate-send is the whole product", "| spate | 10000 |",
 		"## tls", "STARTTLS", "Run failed: sink: boom"} {
 		if !strings.Contains(r, want) {
 			t.Errorf("report lacks %q", want)

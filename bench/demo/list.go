@@ -73,6 +73,25 @@ var (
 // domain) are permfail@, which the sink refuses with 550 5.1.1, and badRows malformed rows
 // are mixed in to show how the reader reports and skips them.
 func WriteList(w io.Writer, n int, ps []Provider, seed uint64, badRows int) error {
+	return WriteListWith(w, n, ps, seed, ListOptions{BadRows: badRows})
+}
+
+// ListOptions tune WriteListWith.
+type ListOptions struct {
+	// BadRows malformed rows are mixed in (as WriteList's badRows).
+	BadRows int
+	// NoPermfail leaves out the scripted permfail@ recipients, so that every
+	// row is a deliverable userNNNNNN@ address (for benchmarks that count
+	// deliveries). The random draws are the same, so the rest of the list
+	// is unchanged.
+	NoPermfail bool
+}
+
+// WriteListWith is WriteList with options; WriteListWith(w, n, ps, seed,
+// ListOptions{BadRows: b}) writes exactly what WriteList(w, n, ps, seed, b)
+// does.
+func WriteListWith(w io.Writer, n int, ps []Provider, seed uint64, o ListOptions) error {
+	badRows := o.BadRows
 	rng := rand.New(rand.NewPCG(seed, seed+1))
 	type dom struct {
 		name string
@@ -100,7 +119,7 @@ func WriteList(w io.Writer, n int, ps []Provider, seed uint64, badRows int) erro
 			j--
 		}
 		local := fmt.Sprintf("user%06d", i)
-		if rng.IntN(200) == 0 && !failed[doms[j].name] {
+		if rng.IntN(200) == 0 && !o.NoPermfail && !failed[doms[j].name] {
 			// The sink refuses this local part with 550 5.1.1 (one per domain:
 			// the reader drops duplicate addresses).
 			local, failed[doms[j].name] = "permfail", true

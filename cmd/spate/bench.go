@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	register("bench", "compare spate with net/smtp, smtp-source and gopipe against one sink", runBench)
+	register("bench", "compare spate (engine and whole `spate send`) with net/smtp, smtp-source and gopipe against one sink", runBench)
 	// bench-peer is the child process the harness runs for the spate and
 	// netsmtp peers; it is registered only when invoked so that it stays
 	// out of the usage list.
@@ -35,10 +35,11 @@ func runBench(args []string) int {
 	size := fs.Int("size", 1000, "body bytes per message")
 	rcpts := fs.Int("rcpts", 1, "recipients per message")
 	starttls := fs.Bool("starttls", false, "STARTTLS on every session (peers without TLS are skipped)")
-	chunking := fs.Bool("chunking", false, "the sink offers CHUNKING and spate sends BDAT (other peers keep DATA)")
+	chunking := fs.Bool("chunking", false, "the sink offers CHUNKING and spate and spate-send send BDAT (other peers keep DATA)")
 	latency := fs.Duration("latency", 0, "sink reply latency (a remote MX round trip)")
 	peerList := fs.String("peers", strings.Join(bench.AllPeers, ","), "peers to run, comma-separated")
 	loops := fs.Int("loops", 0, "spate engine event loops (0 = number of CPUs)")
+	domains := fs.Int("domains", bench.DefaultDomains, "domains in the spate-send peer's generated list (weighted mix)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "bound on each peer's run")
 	repeat := fs.Int("repeat", 1, "run every peer this many times (order rotated) and report its median run")
 	sinkAddr := fs.String("sink", "", "target a running sink at host:port instead of starting one (sink counts then unknown)")
@@ -73,8 +74,8 @@ func runBench(args []string) int {
 		}
 		pl = append(pl, p)
 	}
-	if *sessions < 1 || *n < 0 || *size < 0 || *rcpts < 1 {
-		fmt.Fprintln(os.Stderr, "spate bench: need --sessions ≥ 1, --n ≥ 0, --size ≥ 0, --rcpts ≥ 1")
+	if *sessions < 1 || *n < 0 || *size < 0 || *rcpts < 1 || *domains < 1 {
+		fmt.Fprintln(os.Stderr, "spate bench: need --sessions ≥ 1, --n ≥ 0, --size ≥ 0, --rcpts ≥ 1, --domains ≥ 1")
 		return exitUsage
 	}
 	if *report != "" && *scen == "" {
@@ -89,7 +90,7 @@ func runBench(args []string) int {
 	base := bench.Config{
 		Sessions: *sessions, N: *n, Size: *size, Rcpts: *rcpts, StartTLS: *starttls, Chunking: *chunking, Latency: *latency,
 		Peers: pl, Loops: *loops, Timeout: *timeout, Repeat: *repeat, SinkAddr: *sinkAddr, Self: []string{exe, "bench-peer"},
-		StartSink: startBenchSink,
+		Send: []string{exe, "send"}, Domains: *domains, StartSink: startBenchSink,
 	}
 	if !*quiet {
 		base.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
