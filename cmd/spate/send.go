@@ -39,7 +39,7 @@ type sendFlags struct {
 	campaignID, suppression      string
 	metrics, progress            string
 	linger                       time.Duration
-	loops                        int
+	loops, window                int
 	mxPort                       int
 	comma                        string
 }
@@ -71,6 +71,7 @@ func (f *sendFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.linger, "linger", time.Minute, "wait up to this long for deferred recipients' next retry before exiting (the rest stay deferred for --resume)")
 	fs.IntVar(&f.mxPort, "mx-port", 0, "connect to MX hosts on this port instead of 25 (tests, local sinks)")
 	fs.IntVar(&f.loops, "loops", 0, "event loops (default: number of CPUs)")
+	fs.IntVar(&f.window, "window", 200_000, "recipients held in memory at once (about 1 KB each); a larger window keeps more sites busy when the list is sorted by domain")
 	fs.StringVar(&f.comma, "delimiter", ",", "CSV delimiter")
 }
 
@@ -221,6 +222,7 @@ func buildOptions(f *sendFlags) (campaign.Options, func(), error) {
 	o.Resume = f.resume
 	o.Linger = f.linger
 	o.Loops = f.loops
+	o.Window = f.window
 	o.SuppressionPath = f.suppression
 	id := f.campaignID
 	if id == "" {
