@@ -133,7 +133,7 @@ func resolveSend(cfg *Config, addr string) (pc peerCmd, skip string) {
 	tmpl := filepath.Join(dir, "bench.eml")
 	conf := filepath.Join(dir, "tuning.toml")
 	results := filepath.Join(dir, "list.results.csv")
-	err = writeFileWith(list, func(w io.Writer) error { return WriteSendList(w, cfg.N, cfg.Domains) })
+	err = WriteFileWith(list, func(w io.Writer) error { return WriteSendList(w, cfg.N, cfg.Domains) })
 	if err == nil {
 		err = os.WriteFile(tmpl, sendTemplate(cfg.Size), 0o644)
 	}
@@ -239,7 +239,8 @@ func countResults(path string) (delivered, other int64, err error) {
 	}
 }
 
-func writeFileWith(path string, write func(io.Writer) error) error {
+// WriteFileWith creates path and fills it with write, closing it either way.
+func WriteFileWith(path string, write func(io.Writer) error) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

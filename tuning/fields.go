@@ -200,32 +200,8 @@ var fields = []fieldDef{
 	durationField("retry_interval", []string{"retry-after", "retry_after"}, func(s *Settings) *time.Duration { return &s.RetryInterval }),
 	durationField("max_retry_interval", nil, func(s *Settings) *time.Duration { return &s.MaxRetryInterval }),
 	durationField("max_age", []string{"bounce-after", "bounce_after"}, func(s *Settings) *time.Duration { return &s.MaxAge }),
-	{
-		key: "mx_rollup",
-		parse: func(s *Settings, v any) error {
-			b, ok := v.(bool)
-			if !ok {
-				return typeError("true or false", v)
-			}
-			s.MXRollup = b
-			return nil
-		},
-		get:  func(s *Settings) string { return strconv.FormatBool(s.MXRollup) },
-		copy: func(dst, src *Settings) { dst.MXRollup = src.MXRollup },
-	},
-	{
-		key: "chunking",
-		parse: func(s *Settings, v any) error {
-			b, ok := v.(bool)
-			if !ok {
-				return typeError("true or false", v)
-			}
-			s.Chunking = b
-			return nil
-		},
-		get:  func(s *Settings) string { return strconv.FormatBool(s.Chunking) },
-		copy: func(dst, src *Settings) { dst.Chunking = src.Chunking },
-	},
+	boolField("mx_rollup", func(s *Settings) *bool { return &s.MXRollup }),
+	boolField("chunking", func(s *Settings) *bool { return &s.Chunking }),
 	intField("pipeline_depth", nil, 1, func(s *Settings) *int { return &s.PipelineDepth }),
 }
 
@@ -293,6 +269,22 @@ func describe(v any) string {
 		return "a table"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+func boolField(key string, p func(*Settings) *bool) fieldDef {
+	return fieldDef{
+		key: key,
+		parse: func(s *Settings, v any) error {
+			b, ok := v.(bool)
+			if !ok {
+				return typeError("true or false", v)
+			}
+			*p(s) = b
+			return nil
+		},
+		get:  func(s *Settings) string { return strconv.FormatBool(*p(s)) },
+		copy: func(dst, src *Settings) { *p(dst) = *p(src) },
+	}
 }
 
 func intField(key string, aliases []string, min int, p func(*Settings) *int) fieldDef {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -156,30 +157,18 @@ func runBench(args []string) int {
 	}
 	chart := strings.TrimSuffix(*report, filepath.Ext(*report)) + ".svg"
 	host, _ := os.Hostname()
-	if err := benchWriteFile(*report, func(f *os.File) error {
+	if err := bench.WriteFileWith(*report, func(f io.Writer) error {
 		return bench.WriteReport(f, results, filepath.Base(chart), time.Now(), host)
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, "spate bench:", err)
 		return exitRuntime
 	}
-	if err := benchWriteFile(chart, func(f *os.File) error { return bench.WriteChart(f, results) }); err != nil {
+	if err := bench.WriteFileWith(chart, func(f io.Writer) error { return bench.WriteChart(f, results) }); err != nil {
 		fmt.Fprintln(os.Stderr, "spate bench:", err)
 		return exitRuntime
 	}
 	fmt.Fprintf(os.Stderr, "spate bench: wrote %s and %s\n", *report, chart)
 	return exitOK
-}
-
-func benchWriteFile(path string, write func(*os.File) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // benchSink adapts bench/sink's Server to bench.Sink.
