@@ -41,10 +41,10 @@ var All = []Scenario{
 		}},
 	{Name: "tls", Desc: "STARTTLS on every session: 100 sessions, 1 KB (peers without TLS are skipped).",
 		N: DefaultN, Apply: func(c *bench.Config) { c.Sessions, c.Size, c.Rcpts, c.StartTLS = 100, 1000, 1, true }},
-	{Name: "faults", Desc: "Sink faults on bench.test (every peer's recipient domain): 5 % defers, 2 % bounces, 1 % dropped connections.",
+	{Name: "faults", Desc: "Sink faults on every recipient domain: 5 % defers, 2 % bounces, 1 % dropped connections.",
 		N: DefaultN, Apply: func(c *bench.Config) {
 			c.Sessions, c.Size, c.Rcpts = 100, 1000, 1
-			c.Faults = []bench.Fault{{Domain: "bench.test", Defer: 0.05, Bounce: 0.02, Drop: 0.01}}
+			c.Faults = []bench.Fault{{Domain: "*", Defer: 0.05, Bounce: 0.02, Drop: 0.01}}
 		}},
 }
 

@@ -65,7 +65,7 @@ func TestScenarioParameters(t *testing.T) {
 		t.Errorf("tls: StartTLS off")
 	}
 	c = get(t, "faults").Config(base, nil)
-	if len(c.Faults) != 1 || c.Faults[0] != (bench.Fault{Domain: "bench.test", Defer: 0.05, Bounce: 0.02, Drop: 0.01}) {
+	if len(c.Faults) != 1 || c.Faults[0] != (bench.Fault{Domain: "*", Defer: 0.05, Bounce: 0.02, Drop: 0.01}) {
 		t.Errorf("faults: %+v", c.Faults)
 	}
 	// --n and explicit overrides win.
