@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"flag"
 	"fmt"
 	"net"
@@ -124,8 +125,57 @@ func runDemo(args []string) int {
 	st := srv.Stats()
 	fmt.Fprintf(out, "\nsink received %d messages over %d connections\n", st.Messages, st.Connections)
 	if plan.Makespan > 0 {
-		errPct := 100 * (took.Seconds() - plan.Makespan.Seconds()) / plan.Makespan.Seconds()
-		fmt.Fprintf(out, "plan predicted %s, measured %s (error %+.0f%%)\n", plan.Makespan.Round(100*time.Millisecond), took.Round(100*time.Millisecond), errPct)
+		// The plan models first attempts under the limits; the run also
+		// waits for retries of what the sink deferred (retry_interval).
+		first, retried := firstPass(f.results, start)
+		pct := func(d time.Duration) float64 {
+			return 100 * (d.Seconds() - plan.Makespan.Seconds()) / plan.Makespan.Seconds()
+		}
+		r := func(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
+		if first > 0 {
+			fmt.Fprintf(out, "plan predicted %s; first attempts done in %s (error %+.0f%%); all done in %s, with retries of %d deferred recipients\n",
+				r(plan.Makespan), r(first), pct(first), r(took), retried)
+		} else {
+			fmt.Fprintf(out, "plan predicted %s, measured %s (error %+.0f%%)\n", r(plan.Makespan), r(took), pct(took))
+		}
 	}
 	return code
+}
+
+// firstPass reads a results CSV and returns when the last recipient settled
+// at its first attempt (relative to start) and how many needed more.
+func firstPass(path string, start time.Time) (time.Duration, int) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return 0, 0
+	}
+	defer fh.Close()
+	rows, err := csv.NewReader(fh).ReadAll()
+	if err != nil || len(rows) < 2 {
+		return 0, 0
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	ai, ok1 := col["attempts"]
+	ci, ok2 := col["completed"]
+	if !ok1 || !ok2 {
+		return 0, 0
+	}
+	var last time.Time
+	retried := 0
+	for _, row := range rows[1:] {
+		if row[ai] != "1" {
+			retried++
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339Nano, row[ci]); err == nil && t.After(last) {
+			last = t
+		}
+	}
+	if last.IsZero() {
+		return 0, retried
+	}
+	return last.Sub(start), retried
 }
