@@ -64,8 +64,8 @@ func (t *Throttle) Allow(now time.Time) (bool, time.Duration) {
 	}
 	n := now.UnixNano()
 	tat := t.tat
-	if tat < n-pacingSlack || t.tat == 0 {
-		tat = n // idle (or new): no credit beyond the burst
+	if tat < n-pacingSlack {
+		tat = n // idle (or new: tat is 0): no credit beyond the burst
 	}
 	if tat-n > t.tolerance {
 		return false, time.Duration(tat - n - t.tolerance)

@@ -525,7 +525,6 @@ func (s *Scheduler) Outcome(pathID uint64, it *Item, o Outcome) Decision {
 // retry puts a deferred it on its site's retry schedule, or ends it as
 // expired past max_age. The caller holds s.mu.
 func (s *Scheduler) retry(p *path, st *site, it *Item, o Outcome, now time.Time, rule string) Decision {
-	d := Decision{Rule: rule}
 	set := s.settingsFor(p, st)
 	iv := set.RetryInterval
 	if iv <= 0 {
@@ -542,12 +541,12 @@ func (s *Scheduler) retry(p *path, st *site, it *Item, o Outcome, now time.Time,
 	at := now.Add(iv)
 	if set.MaxAge > 0 && at.Sub(it.First) > set.MaxAge {
 		st.bounced++
-		return Decision{Final: true, State: StateExpired, Class: s.classify.Classify(o.Code, o.Enhanced, o.Text), Rule: d.Rule}
+		return Decision{Final: true, State: StateExpired, Class: s.classify.Classify(o.Code, o.Enhanced, o.Text), Rule: rule}
 	}
 	it.notBefore = at
 	heap.Push(&st.retry, it)
 	s.waiting++
-	return Decision{State: StateDeferred, RetryAt: at, Rule: d.Rule}
+	return Decision{State: StateDeferred, RetryAt: at, Rule: rule}
 }
 
 func (s *Scheduler) settingsFor(p *path, st *site) tuning.Settings {

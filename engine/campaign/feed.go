@@ -75,19 +75,7 @@ func (r *Runner) Outcome(env *engine.Envelope, i int, o engine.Outcome) {
 
 func (r *Runner) report(d *delivery, o engine.Outcome) {
 	idle := r.inflight.Add(-1) == 0
-	res := scheduler.Outcome{Code: o.Code, Enhanced: o.Enhanced.String(), Text: o.Text, Local: o.Local}
-	switch o.Result {
-	case engine.ResultDelivered:
-		res.Result = scheduler.Delivered
-	case engine.ResultBounced:
-		res.Result = scheduler.Bounced
-	default:
-		res.Result = scheduler.Deferred
-	}
-	if o.Enhanced == (codec.EnhancedCode{}) {
-		res.Enhanced = ""
-	}
-	dec := r.sched.Outcome(d.path, d.item, res)
+	dec := r.sched.Outcome(d.path, d.item, schedOutcome(o))
 	r.decided(d.item, d.site, dec, o)
 	// The dispatcher cares about new retry times and about the last
 	// recipient in flight (the campaign may be finished); a plain delivery
@@ -121,11 +109,7 @@ func (r *Runner) decided(it *scheduler.Item, site string, dec scheduler.Decision
 	if info, ok := it.Tag.(*recipientInfo); ok {
 		info.last = o
 	}
-	var enh [3]uint8
-	if o.Enhanced != (codec.EnhancedCode{}) {
-		enh = [3]uint8{uint8(o.Enhanced.Class), uint8(o.Enhanced.Subject), uint8(o.Enhanced.Detail)}
-	}
-	_ = r.jr.Append(journal.Record{Row: uint32(it.Row), State: journal.StateDeferred, Code: uint16(o.Code), Enhanced: enh, Attempts: uint8(min(it.Attempts, 255)), Time: r.o.Now().UnixMilli()})
+	_ = r.jr.Append(journalRecord(it.Row, journal.StateDeferred, o, it.Attempts, r.o.Now()))
 }
 
 // Done recycles the delivery once the engine is finished with it.
@@ -162,10 +146,7 @@ func (r *Runner) ConnClosed(c engine.ConnInfo, err error) {
 		case err != nil && c.Delivered == 0:
 			ps.fails++
 			if idx >= 0 {
-				ps.failed[idx] = true
-				if idx == ps.next%len(ps.addrs) {
-					ps.next = idx + 1 // the next address in preference order
-				}
+				ps.failed[idx] = true // dial moves on to the next address
 			}
 			all := true
 			for _, f := range ps.failed {
@@ -193,7 +174,7 @@ func (r *Runner) ConnClosed(c engine.ConnInfo, err error) {
 		o := engine.Outcome{Result: engine.ResultDeferred, Code: 451, Enhanced: codec.EnhancedCode{Class: 4, Subject: 4, Detail: 1},
 			Text: "site unreachable: " + err.Error(), Local: true, Host: c.Host, Source: c.Source}
 		site := r.siteOf(c.Path)
-		for _, d := range r.sched.DeferQueued(c.Path, scheduler.Outcome{Result: scheduler.Deferred, Code: 451, Enhanced: "4.4.1", Text: o.Text, Local: true}) {
+		for _, d := range r.sched.DeferQueued(c.Path, schedOutcome(o)) {
 			r.decided(d.Item, site, d.Decision, o)
 		}
 	}
@@ -204,11 +185,7 @@ func (r *Runner) ConnClosed(c engine.ConnInfo, err error) {
 // behind, its last state) in the journal, the results and the summary.
 func (r *Runner) final(row int, email, domain, site string, st journal.State, class string, o engine.Outcome, attempts int, first time.Time) {
 	now := r.o.Now()
-	var enh [3]uint8
-	if o.Enhanced != (codec.EnhancedCode{}) {
-		enh = [3]uint8{uint8(o.Enhanced.Class), uint8(o.Enhanced.Subject), uint8(o.Enhanced.Detail)}
-	}
-	_ = r.jr.Append(journal.Record{Row: uint32(row), State: st, Code: uint16(o.Code), Enhanced: enh, Attempts: uint8(min(attempts, 255)), Time: now.UnixMilli()})
+	_ = r.jr.Append(journalRecord(row, st, o, attempts, now))
 	state := st.String()
 	switch st {
 	case journal.StateDelivered:
@@ -258,4 +235,24 @@ func (r *Runner) finish() (*Summary, error) {
 		err = e
 	}
 	return r.summary, err
+}
+
+// journalRecord is the journal's fixed-size record of one recipient's state.
+func journalRecord(row int, st journal.State, o engine.Outcome, attempts int, now time.Time) journal.Record {
+	e := o.Enhanced
+	return journal.Record{Row: uint32(row), State: st, Code: uint16(o.Code),
+		Enhanced: [3]uint8{uint8(e.Class), uint8(e.Subject), uint8(e.Detail)},
+		Attempts: uint8(min(attempts, 255)), Time: now.UnixMilli()}
+}
+
+// schedOutcome is the scheduler's view of an engine outcome.
+func schedOutcome(o engine.Outcome) scheduler.Outcome {
+	res := scheduler.Outcome{Result: scheduler.Deferred, Code: o.Code, Enhanced: o.Enhanced.String(), Text: o.Text, Local: o.Local}
+	switch o.Result {
+	case engine.ResultDelivered:
+		res.Result = scheduler.Delivered
+	case engine.ResultBounced:
+		res.Result = scheduler.Bounced
+	}
+	return res
 }

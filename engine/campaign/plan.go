@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/netip"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/spate-mta/spate/codec"
@@ -123,27 +122,19 @@ func MakePlan(ctx context.Context, o PlanOptions) (*Plan, error) {
 	}
 	p := &Plan{Domains: len(perDomain), BadRows: lr.Stats().Bad, Unroutable: unroutable}
 	sources := planSources(o.Config)
-	var sps []*SitePlan
+	var sims []*simSite
 	var paths []*planPath
 	for key, s := range sites {
 		sort.Strings(s.domains)
-		sp, ps := planSite(o, key, s.domains[0], s.hosts, s.n, sources)
-		sp.Domains = len(s.domains)
-		sps = append(sps, sp)
+		ss, ps := planSite(o, key, s.domains[0], s.hosts, s.n, sources)
+		ss.plan.Domains = len(s.domains)
+		sims = append(sims, ss)
 		paths = append(paths, ps...)
 		p.Recipients += s.n
 	}
-	simulate(o, sps, paths)
-	for _, sp := range sps {
-		p.Sites = append(p.Sites, *sp)
-		if sp.Duration > p.Makespan {
-			p.Makespan, p.Bound = sp.Duration, "site "+sp.Site+" ("+sp.Bound+")"
-		}
-	}
-	if o.EngineRate > 0 && p.Bound != "" {
-		if d := time.Duration(float64(p.Recipients) / o.EngineRate * float64(time.Second)); d >= p.Makespan-time.Millisecond {
-			p.Bound = "engine rate"
-		}
+	simulate(o, sims, paths)
+	for _, ss := range sims {
+		p.Sites = append(p.Sites, ss.plan)
 	}
 	sort.Slice(p.Sites, func(i, j int) bool {
 		if p.Sites[i].Duration != p.Sites[j].Duration {
@@ -151,6 +142,15 @@ func MakePlan(ctx context.Context, o PlanOptions) (*Plan, error) {
 		}
 		return p.Sites[i].Site < p.Sites[j].Site
 	})
+	if len(p.Sites) > 0 && p.Sites[0].Duration > 0 {
+		sp := p.Sites[0] // the slowest site (first by name among equals)
+		p.Makespan, p.Bound = sp.Duration, "site "+sp.Site+" ("+sp.Bound+")"
+	}
+	if o.EngineRate > 0 && p.Bound != "" {
+		if d := time.Duration(float64(p.Recipients) / o.EngineRate * float64(time.Second)); d >= p.Makespan-time.Millisecond {
+			p.Bound = "engine rate"
+		}
+	}
 	return p, nil
 }
 
@@ -160,9 +160,7 @@ func siteKey(hosts []string, cfg *tuning.Config, domain string) string {
 	if !cfg.Resolve(tuning.Query{Domain: domain, MXHosts: hosts}).MXRollup {
 		return domain
 	}
-	h := append([]string(nil), hosts...)
-	sort.Strings(h)
-	return strings.Join(h, ",")
+	return tuning.SiteLabel(hosts)
 }
 
 // planSources lists the campaign pool's sources (one unnamed source if none).
@@ -185,48 +183,56 @@ func planSources(cfg *tuning.Config) []tuning.Source {
 	return []tuning.Source{{Address: netip.Addr{}}}
 }
 
+// simSite is one site in the simulation: its plan (the output) and the
+// recipients still to send.
+type simSite struct {
+	plan SitePlan
+	left float64
+	rate float64 // messages per second in the current step (all its paths)
+}
+
 // planPath is one egress path (source × site) in the simulation.
 type planPath struct {
-	site  *SitePlan
-	left  *float64 // the site's recipients still to send
-	rate  float64  // messages per second while the path may send
-	bound string   // what sets rate
-	warm  *tuning.Warmup
-	key   string // warm-up counter: source × provider (shared across sites)
+	site *simSite
+	rate float64 // messages per second while the path may send
+	now  float64 // its rate in the current step (0 when it may not send)
+	warm *tuning.Warmup
+	key  string // warm-up counter: source × provider (shared across sites)
 }
 
 // planSite works out one site's egress paths: each source of the pool is its
 // own path with its own limits.
-func planSite(o PlanOptions, key, domain string, hosts []string, n int, sources []tuning.Source) (*SitePlan, []*planPath) {
+func planSite(o PlanOptions, key, domain string, hosts []string, n int, sources []tuning.Source) (*simSite, []*planPath) {
 	provider := o.Config.ProviderFor(hosts)
-	sp := &SitePlan{Site: key, Provider: provider, Recipients: n, Sources: len(sources)}
-	left := float64(n)
+	ss := &simSite{plan: SitePlan{Site: key, Provider: provider, Recipients: n, Sources: len(sources)}, left: float64(n)}
+	sp := &ss.plan
 	var paths []*planPath
 	for _, src := range sources {
 		st := o.Config.Resolve(tuning.Query{Domain: domain, MXHosts: hosts, Source: src.Name})
 		conns := max(st.ConnectionLimit, 1)
 		sp.ConnLimit = conns
-		pp := &planPath{site: sp, left: &left, rate: float64(conns) * o.PerConnRate, bound: "connections"}
+		pp := &planPath{site: ss, rate: float64(conns) * o.PerConnRate}
+		bound := "connections"
 		if !st.MaxMessageRate.IsZero() {
 			if mr := st.MaxMessageRate.PerSecond(); mr < pp.rate {
-				pp.rate, pp.bound = mr, "message rate"
+				pp.rate, bound = mr, "message rate"
 			}
 		}
 		// Connections end after max_deliveries_per_connection messages and
 		// new ones open no faster than max_connection_rate.
 		if md := st.MaxDeliveriesPerConnection; md > 0 && !st.MaxConnectionRate.IsZero() {
 			if cr := st.MaxConnectionRate.PerSecond() * float64(md); cr < pp.rate {
-				pp.rate, pp.bound = cr, "connection rate"
+				pp.rate, bound = cr, "connection rate"
 			}
 		}
 		if w := src.WarmupFor(provider); w != nil {
 			pp.warm, pp.key = w, src.Name+"\x00"+w.Provider
 		}
 		sp.Rate += pp.rate
-		sp.Bound = pp.bound
+		sp.Bound = bound
 		paths = append(paths, pp)
 	}
-	return sp, paths
+	return ss, paths
 }
 
 // simulate runs every site in parallel as a fluid model: each path sends at
@@ -237,18 +243,21 @@ func planSite(o PlanOptions, key, domain string, hosts []string, n int, sources 
 // to their warm sources, exactly as the scheduler does. The engine-wide rate,
 // when given, scales every path down in proportion. The model assumes every
 // recipient is accepted at the first attempt and connections are already
-// open; retries and the connection ramp-up are not in it.
-func simulate(o PlanOptions, sites []*SitePlan, paths []*planPath) {
+// open; retries and the connection ramp-up are not in it. Each step runs to
+// the next event (a site finishes, a cap runs out, a day ends) and costs
+// O(paths + sites).
+func simulate(o PlanOptions, sites []*simSite, paths []*planPath) {
 	t := o.Start
 	capLeft := map[string]float64{} // warm-up key → messages left today
+	keyRate := map[string]float64{} // warm-up key → messages per second now
 	day := map[string]int{}
-	sitesLeft := len(sites)
-	for _, sp := range sites {
-		if sp.Recipients == 0 {
-			sitesLeft--
+	active := 0
+	for _, ss := range sites {
+		if ss.left > 0 {
+			active++
 		}
 	}
-	for step := 0; sitesLeft > 0 && step < 1_000_000; step++ {
+	for step := 0; active > 0 && step < 1_000_000; step++ {
 		// Refresh today's caps; find the next day boundary of any schedule.
 		next := t.Add(3650 * tuning.Day)
 		for _, pp := range paths {
@@ -269,67 +278,62 @@ func simulate(o PlanOptions, sites []*SitePlan, paths []*planPath) {
 				next = mid
 			}
 		}
-		// Rates now: paths with work and cap.
-		rates := make([]float64, len(paths))
-		keyRate := map[string]float64{}
-		siteRate := map[*SitePlan]float64{}
+		// Rates now: paths with work and cap, scaled to the engine cap.
 		var total float64
-		for i, pp := range paths {
-			if *pp.left <= 0 || (pp.warm != nil && capLeft[pp.key] <= 0) {
-				continue
+		for _, pp := range paths {
+			pp.now = 0
+			if pp.site.left > 0 && (pp.warm == nil || capLeft[pp.key] > 0) {
+				pp.now = pp.rate
+				total += pp.rate
 			}
-			rates[i] = pp.rate
-			total += pp.rate
 		}
 		scale := 1.0
 		if o.EngineRate > 0 && total > o.EngineRate {
 			scale = o.EngineRate / total
 		}
-		for i, pp := range paths {
-			rates[i] *= scale
-			siteRate[pp.site] += rates[i]
+		clear(keyRate)
+		for _, ss := range sites {
+			ss.rate = 0
+		}
+		for _, pp := range paths {
+			pp.now *= scale
+			pp.site.rate += pp.now
 			if pp.warm != nil {
-				keyRate[pp.key] += rates[i]
+				keyRate[pp.key] += pp.now
 			}
 		}
 		// The next event: a site finishes, a cap runs out, or a day ends.
 		dt := next.Sub(t).Seconds()
-		for _, pp := range paths {
-			if r := siteRate[pp.site]; r > 0 {
-				dt = math.Min(dt, *pp.left/r)
-			}
-			if r := keyRate[pp.key]; pp.warm != nil && r > 0 {
-				dt = math.Min(dt, capLeft[pp.key]/r)
+		for _, ss := range sites {
+			if ss.rate > 0 {
+				dt = math.Min(dt, ss.left/ss.rate)
 			}
 		}
-		for i, pp := range paths {
-			if rates[i] == 0 {
-				continue
-			}
-			*pp.left -= rates[i] * dt
-			if pp.warm != nil {
-				capLeft[pp.key] -= rates[i] * dt
+		for k, r := range keyRate {
+			if r > 0 {
+				dt = math.Min(dt, capLeft[k]/r)
 			}
 		}
+		for _, ss := range sites {
+			ss.left -= ss.rate * dt
+		}
+		for k, r := range keyRate {
+			capLeft[k] -= r * dt
+		}
+		t = t.Add(time.Duration(dt * float64(time.Second)))
 		for _, pp := range paths {
 			if pp.warm != nil && capLeft[pp.key] < 1e-6 {
 				capLeft[pp.key] = 0
-				if *pp.left > 1e-6 {
-					pp.site.Bound = "warm-up" // the site slows down when this source stops
+				if pp.site.left > 1e-6 {
+					pp.site.plan.Bound = "warm-up" // the site slows down when this source stops
 				}
 			}
 		}
-		t = t.Add(time.Duration(dt * float64(time.Second)))
-		for _, sp := range sites {
-			if sp.Duration == 0 && sp.Recipients > 0 && siteRate[sp] > 0 {
-				// Paths of one site share its counter: check any of them.
-				for _, pp := range paths {
-					if pp.site == sp && *pp.left <= 1e-6 {
-						sp.Duration = max(t.Sub(o.Start), time.Millisecond)
-						sitesLeft--
-						break
-					}
-				}
+		for _, ss := range sites {
+			if ss.rate > 0 && ss.left <= 1e-6 {
+				ss.left = 0
+				ss.plan.Duration = max(t.Sub(o.Start), time.Millisecond)
+				active--
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package campaign
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"strings"
@@ -347,11 +346,9 @@ func sessionConfig(req scheduler.ConnectRequest, o Options) engine.SessionConfig
 // recoveredResult is the results line of a row the journal holds final but
 // the results file lost (written on --resume).
 func recoveredResult(rc *codec.Recipient, rec journal.Record) *Result {
-	res := &Result{Row: rc.Row, Email: rc.Email, Domain: rc.Domain, State: rec.State.String(), Code: int(rec.Code),
+	e := rec.Enhanced
+	return &Result{Row: rc.Row, Email: rc.Email, Domain: rc.Domain, State: rec.State.String(), Code: int(rec.Code),
+		Enhanced: codec.EnhancedCode{Class: int16(e[0]), Subject: int16(e[1]), Detail: int16(e[2])}.String(),
 		Attempts: int(rec.Attempts), Completed: time.UnixMilli(rec.Time).UTC(),
 		Text: "recovered from the journal (the results line was lost with the crash)"}
-	if rec.Enhanced != ([3]uint8{}) {
-		res.Enhanced = fmt.Sprintf("%d.%d.%d", rec.Enhanced[0], rec.Enhanced[1], rec.Enhanced[2])
-	}
-	return res
 }
