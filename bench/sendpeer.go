@@ -1,10 +1,7 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spate-mta/spate/bench/demo"
+	"github.com/spate-mta/spate/engine/campaign"
 )
 
 // The spate-send peer runs the whole product, `spate send`, as a child
@@ -211,40 +209,14 @@ func parseSendResults(path string, n int64, r *Result) error {
 // countResults counts the rows of a results CSV whose state is delivered,
 // and the others.
 func countResults(path string) (delivered, other int64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	cr := csv.NewReader(bufio.NewReader(f))
-	cr.FieldsPerRecord = -1
-	head, err := cr.Read()
-	if err != nil {
-		return 0, 0, err
-	}
-	col := -1
-	for i, h := range head {
-		if h == "state" {
-			col = i
-		}
-	}
-	if col < 0 {
-		return 0, 0, errors.New("no state column")
-	}
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			return delivered, other, nil
-		}
-		if err != nil {
-			return delivered, other, err
-		}
-		if col < len(rec) && rec[col] == "delivered" {
+	err = campaign.ReadResultsCSV(path, func(r *campaign.Result) {
+		if r.State == "delivered" {
 			delivered++
 		} else {
 			other++
 		}
-	}
+	})
+	return delivered, other, err
 }
 
 // WriteFileWith creates path and fills it with write, closing it either way.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"flag"
 	"fmt"
 	"net"
@@ -145,36 +144,16 @@ func runDemo(args []string) int {
 // firstPass reads a results CSV and returns when the last recipient settled
 // at its first attempt (relative to start) and how many needed more.
 func firstPass(path string, start time.Time) (time.Duration, int) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return 0, 0
-	}
-	defer fh.Close()
-	rows, err := csv.NewReader(fh).ReadAll()
-	if err != nil || len(rows) < 2 {
-		return 0, 0
-	}
-	col := map[string]int{}
-	for i, h := range rows[0] {
-		col[h] = i
-	}
-	ai, ok1 := col["attempts"]
-	ci, ok2 := col["completed"]
-	if !ok1 || !ok2 {
-		return 0, 0
-	}
 	var last time.Time
 	retried := 0
-	for _, row := range rows[1:] {
-		if row[ai] != "1" {
+	err := campaign.ReadResultsCSV(path, func(r *campaign.Result) {
+		if r.Attempts != 1 {
 			retried++
-			continue
+		} else if r.Completed.After(last) {
+			last = r.Completed
 		}
-		if t, err := time.Parse(time.RFC3339Nano, row[ci]); err == nil && t.After(last) {
-			last = t
-		}
-	}
-	if last.IsZero() {
+	})
+	if err != nil || last.IsZero() {
 		return 0, retried
 	}
 	return last.Sub(start), retried

@@ -180,6 +180,62 @@ func openFiltered(path string, keep func(int) bool, rowOf func([]byte) int) (*os
 	return f, false, seen, nil
 }
 
+// ReadResultsCSV reads a results CSV as ResultsWriter writes it (columns
+// found by the header) and calls fn for each line in file order.
+func ReadResultsCSV(path string, fn func(*Result)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cr := csv.NewReader(bufio.NewReader(f))
+	cr.FieldsPerRecord = -1
+	head, err := cr.Read()
+	if err != nil {
+		return fmt.Errorf("campaign: results %s: %w", path, err)
+	}
+	col := make(map[string]int, len(head))
+	for i, h := range head {
+		col[h] = i
+	}
+	if _, ok := col["state"]; !ok {
+		return fmt.Errorf("campaign: results %s: no state column", path)
+	}
+	get := func(rec []string, name string) string {
+		if i, ok := col[name]; ok && i < len(rec) {
+			return rec[i]
+		}
+		return ""
+	}
+	ts := func(v string) time.Time {
+		t, _ := time.Parse(time.RFC3339Nano, v)
+		return t
+	}
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("campaign: results %s: %w", path, err)
+		}
+		r := Result{Email: get(rec, "email"), Domain: get(rec, "domain"), State: get(rec, "state"), Class: get(rec, "class"),
+			Enhanced: get(rec, "enhanced"), Text: get(rec, "text"), MX: get(rec, "mx"), Site: get(rec, "site"), Source: get(rec, "source"),
+			FirstTry: ts(get(rec, "first_attempt")), LastTry: ts(get(rec, "last_attempt")), Completed: ts(get(rec, "completed"))}
+		for _, n := range []struct {
+			name string
+			dst  *int
+		}{{"row", &r.Row}, {"code", &r.Code}, {"attempts", &r.Attempts}} {
+			if v := get(rec, n.name); v != "" {
+				if *n.dst, err = strconv.Atoi(v); err != nil {
+					return fmt.Errorf("campaign: results %s:%d: %s %q", path, line, n.name, v)
+				}
+			}
+		}
+		fn(&r)
+	}
+}
+
 // WriteMissing writes r to each file that did not hold a line for r.Row
 // when it was opened for a resume.
 func (w *ResultsWriter) WriteMissing(r *Result) error {
