@@ -310,11 +310,12 @@ func templateFromDomain(tmpl []byte) string {
 	if err != nil {
 		return ""
 	}
-	a, err := mail.ParseAddress(m.Header.Get("From"))
-	if err != nil || strings.Contains(a.Address, "{{") {
+	// The same address the campaign takes as its envelope sender.
+	a := campaign.AddressOf(m.Header.Get("From"))
+	if strings.Contains(a, "{{") {
 		return ""
 	}
-	_, dom := codec.SplitAddress(a.Address)
+	_, dom := codec.SplitAddress(a)
 	return dom
 }
 

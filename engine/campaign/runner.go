@@ -168,7 +168,7 @@ func New(o Options) (*Runner, error) {
 	}
 	r.from = o.From
 	if r.from == "" {
-		r.from = addressOf(r.tmpl.Header("From"))
+		r.from = AddressOf(r.tmpl.Header("From"))
 	}
 	if err := codec.ValidateAddress(r.from, false); err != nil && r.from != "" {
 		return nil, fmt.Errorf("campaign: envelope sender: %w", err)
@@ -226,9 +226,9 @@ type clockFunc func() time.Time
 
 func (c clockFunc) Now() time.Time { return c() }
 
-// addressOf extracts the address from a From header value such as
+// AddressOf extracts the address from a From header value such as
 // `"News" <news@example.com>` or a bare address.
-func addressOf(v string) string {
+func AddressOf(v string) string {
 	if i := strings.LastIndexByte(v, '<'); i >= 0 {
 		if j := strings.IndexByte(v[i:], '>'); j > 0 {
 			return strings.TrimSpace(v[i+1 : i+j])
