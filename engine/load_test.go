@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/spate-mta/spate/codec"
+	"github.com/spate-mta/spate/internal/proctest"
 )
 
 // ---- Postfix smtp-sink ----
@@ -145,7 +146,7 @@ func ldRun(tb testing.TB, addr netip.AddrPort, sessions int, total int64, size i
 	defer e.Close()
 	sc := &SessionConfig{EHLOName: "spate.bench.test", TLS: TLSDisabled, Timeouts: DefaultTimeouts()}
 	runtime.GC()
-	u0 := ldRusage()
+	u0 := proctest.SelfCPU()
 	start := time.Now()
 	for i := 0; i < sessions; i++ {
 		e.Dial(Dial{Path: uint64(i), Host: "sink", Addr: addr, Config: sc})
@@ -156,7 +157,7 @@ func ldRun(tb testing.TB, addr netip.AddrPort, sessions int, total int64, size i
 		tb.Fatalf("run incomplete after 120s: delivered %d failed %d of %d, stats %+v", f.delivered.Load(), f.failed.Load(), total, e.Stats())
 	}
 	wall = time.Since(start)
-	cpu = ldRusage() - u0
+	cpu = proctest.SelfCPU() - u0
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.Stop(ctx); err != nil {
@@ -166,12 +167,6 @@ func ldRun(tb testing.TB, addr netip.AddrPort, sessions int, total int64, size i
 		tb.Fatalf("%d messages failed", f.failed.Load())
 	}
 	return wall, cpu, f
-}
-
-func ldRusage() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestDriverSmtpSink pipelines 2,000 messages over 10 sessions into
@@ -216,7 +211,7 @@ func BenchmarkDriverSink(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(1000)
 	b.ResetTimer()
-	u0 := ldRusage()
+	u0 := proctest.SelfCPU()
 	for i := 0; i < 10; i++ {
 		e.Dial(Dial{Path: uint64(i), Host: "sink", Addr: addr, Config: sc})
 	}
@@ -226,7 +221,7 @@ func BenchmarkDriverSink(b *testing.B) {
 		b.Fatalf("incomplete: %d of %d", f.delivered.Load(), b.N)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(ldRusage()-u0)/float64(b.N)/1e3, "cpu-µs/msg")
+	b.ReportMetric(float64(proctest.SelfCPU()-u0)/float64(b.N)/1e3, "cpu-µs/msg")
 	e.Close()
 }
 
@@ -393,28 +388,6 @@ func ldLatencyConn(c net.Conn, lat time.Duration, tc *tls.Config) {
 // ldLastSinkPID is the process id of the last ldSinkChild.
 var ldLastSinkPID int
 
-// ldProcCPU returns the CPU time (user+sys) process pid has used so far
-// (0 if /proc cannot tell).
-func ldProcCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses: state is
-	// field 3, utime 14, stime 15 (clock ticks, USER_HZ = 100 on Linux).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
 // ldSinkChild starts the sink in a child process and returns its address.
 func ldSinkChild(t *testing.T, lat time.Duration, withTLS bool) netip.AddrPort {
 	t.Helper()
@@ -556,11 +529,11 @@ func TestLoadLatency(t *testing.T) {
 	}
 	defer e.Close()
 	runtime.GC()
-	rss0 := ldRSS()
+	rss0 := proctest.SelfRSS()
 	sc := &SessionConfig{EHLOName: "spate.bench.test", TLS: TLSDisabled, Timeouts: DefaultTimeouts()}
 	sinkPID := ldLastSinkPID
-	u0, s0 := ldRusage(), ldProcCPU(sinkPID)
-	r0, w0 := ldSyscalls()
+	u0, s0 := proctest.SelfCPU(), proctest.CPU(sinkPID)
+	r0, w0 := proctest.SelfSyscalls()
 	start := time.Now()
 	for i := 0; i < sessions; i++ {
 		e.Dial(Dial{Path: uint64(i), Host: "sink", Addr: netip.MustParseAddrPort(addr), Config: sc})
@@ -596,7 +569,7 @@ wait:
 			}
 			if o := st.Open; o > peak {
 				peak = o
-				rssPeak = ldRSS()
+				rssPeak = proctest.SelfRSS()
 				if o >= int64(sessions)/2 && o >= memAt+int64(sessions)/20 {
 					memAt = o
 					memLog = ldPeakMem(t, o)
@@ -607,8 +580,8 @@ wait:
 		}
 	}
 	wall := time.Since(start)
-	cpu, sinkCPU := ldRusage()-u0, ldProcCPU(sinkPID)-s0
-	r1, w1 := ldSyscalls()
+	cpu, sinkCPU := proctest.SelfCPU()-u0, proctest.CPU(sinkPID)-s0
+	r1, w1 := proctest.SelfSyscalls()
 	rate := float64(total) / wall.Seconds()
 	bound := float64(sessions) / lat.Seconds()
 	if memLog != "" {
@@ -632,9 +605,9 @@ wait:
 		t.Logf("gopipe not built: %v\n%s", err, out)
 		return
 	}
-	gs0 := ldProcCPU(sinkPID)
+	gs0 := proctest.CPU(sinkPID)
 	gwall, gcpu, out := ldChild(t, gp, "-addr", addr, "-c", strconv.Itoa(sessions), "-n", strconv.FormatInt(total, 10), "-size", "1000", "-r", "1", "-timeout", "170s")
-	gsink := ldProcCPU(sinkPID) - gs0
+	gsink := proctest.CPU(sinkPID) - gs0
 	var maxrss int64
 	if m := ldRateRE.FindSubmatch(out); m == nil {
 		t.Fatalf("gopipe output: %s", out)
@@ -656,7 +629,7 @@ func ldPeakMem(t *testing.T, open int64) string {
 	runtime.ReadMemStats(&ms)
 	per := func(v uint64) float64 { return float64(v) / 1024 / float64(open) }
 	msg := fmt.Sprintf("at %d open: HeapAlloc %.2f, HeapInuse %.2f, HeapSys-Released %.2f, StackInuse %.2f, OtherSys %.2f, GCSys %.2f, RSS %.2f (KB per session, process totals)",
-		open, per(ms.HeapAlloc), per(ms.HeapInuse), per(ms.HeapSys-ms.HeapReleased), per(ms.StackInuse), per(ms.OtherSys), per(ms.GCSys), per(uint64(ldRSS())))
+		open, per(ms.HeapAlloc), per(ms.HeapInuse), per(ms.HeapSys-ms.HeapReleased), per(ms.StackInuse), per(ms.OtherSys), per(ms.GCSys), per(uint64(proctest.SelfRSS())))
 	if path := os.Getenv("SPATE_LOAD_HEAPPROFILE"); path != "" {
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
@@ -671,38 +644,4 @@ func ldPeakMem(t *testing.T, open int64) string {
 		}
 	}
 	return msg
-}
-
-// ldSyscalls returns this process's read and write syscall counts so far
-// (/proc/self/io syscr, syscw: read/readv/recv..., write/writev/send...).
-func ldSyscalls() (r, w int64) {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ": ")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "syscr":
-			r = n
-		case "syscw":
-			w = n
-		}
-	}
-	return r, w
-}
-
-// ldRSS returns this process's resident set size in bytes.
-func ldRSS() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	var size, res int64
-	fmt.Sscan(string(b), &size, &res)
-	return res * int64(os.Getpagesize())
 }

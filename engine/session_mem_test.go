@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // manyRcptFeeder offers envelopes of k recipients, recycled by Done.
@@ -136,19 +135,6 @@ func TestSessionHoldsNoWriteBuffer(t *testing.T) {
 	}
 }
 
-// sliceFeeder hands out pre-allocated envelopes (no body: the test never
-// gets to DATA) so that a measurement sees only the session's allocations.
-type sliceFeeder struct{ q []*Envelope }
-
-func (f *sliceFeeder) Next(c ConnInfo, now time.Time) *Envelope {
-	if len(f.q) == 0 {
-		return nil
-	}
-	e := f.q[0]
-	f.q = f.q[1:]
-	return e
-}
-
 // TestSessionFootprint bounds what a session waiting for replies keeps on
 // the heap (the 10,000-session load test's main term): the Session itself
 // (512 bytes), nothing per command. It was 4.6 KB with a 128-entry ring and
@@ -158,7 +144,9 @@ func TestSessionFootprint(t *testing.T) {
 		t.Skip("sync.Pool drops items under the race detector")
 	}
 	const n = 2000
-	f := &sliceFeeder{}
+	// Pre-allocated envelopes (no body: the test never gets to DATA), so the
+	// measurement sees only the session's allocations.
+	f := &fakeFeeder{}
 	for range n + 2 {
 		f.q = append(f.q, &Envelope{From: "a@s.test", Rcpts: []string{"b@r.test"}})
 	}

@@ -15,13 +15,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spate-mta/spate/bench/sink"
 	"github.com/spate-mta/spate/codec"
 	"github.com/spate-mta/spate/engine"
+	"github.com/spate-mta/spate/internal/proctest"
 )
 
 // TestSinkChild is not a test: TestLoadChunking runs it in a child process
@@ -66,40 +66,6 @@ func startSinkChild(t *testing.T, chunking bool) ldSinkProc {
 	}
 	t.Fatal("sink child gave no address")
 	return ldSinkProc{}
-}
-
-// procCPU is a process's user+sys time from /proc/pid/stat.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+s) * time.Second / 100
-}
-
-// procSyscalls returns syscr+syscw of a process (/proc/pid/io).
-func procSyscalls(pid string) (r, w int64) {
-	b, _ := os.ReadFile("/proc/" + pid + "/io")
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, ": ")
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "syscr":
-			r = n
-		case "syscw":
-			w = n
-		}
-	}
-	return r, w
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // ldFeeder renders a 1 KB template per message into pooled Messages and
@@ -173,8 +139,8 @@ func ldEngine(t *testing.T, sp ldSinkProc, sc *engine.SessionConfig, sessions in
 	}
 	defer e.Close()
 	runtime.GC()
-	c0, s0 := selfCPU(), procCPU(sp.pid)
-	r0, w0 := procSyscalls("self")
+	c0, s0 := proctest.SelfCPU(), proctest.CPU(sp.pid)
+	r0, w0 := proctest.SelfSyscalls()
 	start := time.Now()
 	for i := 0; i < sessions; i++ {
 		e.Dial(engine.Dial{Path: uint64(i), Host: "sink", Addr: sp.addr, Config: sc})
@@ -185,8 +151,8 @@ func ldEngine(t *testing.T, sp ldSinkProc, sc *engine.SessionConfig, sessions in
 		t.Fatalf("incomplete: %d delivered", f.delivered.Load())
 	}
 	wall := time.Since(start)
-	cpu, scpu := selfCPU()-c0, procCPU(sp.pid)-s0
-	r1, w1 := procSyscalls("self")
+	cpu, scpu := proctest.SelfCPU()-c0, proctest.CPU(sp.pid)-s0
+	r1, w1 := proctest.SelfSyscalls()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	e.Stop(ctx)
@@ -243,7 +209,7 @@ func TestLoadChunking(t *testing.T) {
 	}
 	if gp != "" {
 		peers = append(peers, peer{"gopipe DATA", func() ldResult {
-			s0 := procCPU(sp.pid)
+			s0 := proctest.CPU(sp.pid)
 			start := time.Now()
 			cmd := exec.Command(gp, "-addr", sp.addr.String(), "-c", strconv.Itoa(sessions), "-n", strconv.FormatInt(n, 10), "-size", "1000", "-r", "1")
 			out, err := cmd.CombinedOutput()
@@ -253,7 +219,7 @@ func TestLoadChunking(t *testing.T) {
 			wall := time.Since(start)
 			cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 			fn := float64(n)
-			return ldResult{fn / wall.Seconds(), float64(cpu.Microseconds()) / fn, float64((procCPU(sp.pid) - s0).Microseconds()) / fn, 0, 0}
+			return ldResult{fn / wall.Seconds(), float64(cpu.Microseconds()) / fn, float64((proctest.CPU(sp.pid) - s0).Microseconds()) / fn, 0, 0}
 		}})
 	}
 	res := make([][]ldResult, len(peers))

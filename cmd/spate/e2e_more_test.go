@@ -78,19 +78,10 @@ func (p *proc) wait(t *testing.T, limit time.Duration) result {
 	case <-timer.C:
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		t.Fatalf("spate %s: still running after %v (killed)\nstdout:\n%s\nstderr:\n%s",
-			strings.Join(p.cmd.Args[1:], " "), limit, p.out.String(), p.err.String())
+		failKilled(t, p.cmd.Args[1:], limit, result{stdout: p.out.String(), stderr: p.err.String()})
 	}
 	r := result{stdout: p.out.String(), stderr: p.err.String(), took: time.Since(p.start)}
-	if p.waitErr != nil {
-		ee, ok := p.waitErr.(*exec.ExitError)
-		if !ok || !ee.Exited() {
-			t.Fatalf("spate %s: %v\nstderr:\n%s", strings.Join(p.cmd.Args[1:], " "), p.waitErr, r.stderr)
-		}
-		r.code = ee.ExitCode()
-	}
-	assertNoCrash(t, r)
-	return r
+	return exited(t, p.cmd.Args[1:], p.waitErr, r)
 }
 
 // waitFor polls cond every 5 ms until it holds, the process exits or limit
@@ -354,6 +345,47 @@ func bigList(t *testing.T, path string, n int, slow map[int]int) []string {
 
 const interruptTemplate = "From: news@example.com\r\nTo: {{email}}\r\nSubject: hello {{name}}\r\n\r\nHi {{name}} from {{city}}.\r\n"
 
+// interruptCampaign is the campaign the Ctrl-C tests interrupt: n rows
+// (bigList, slow rows as given) in dir/big.csv, sent over connLimit
+// connections to a recording sink that answers after 2 ms; slowConf limits
+// the run to 300 msg/s so that it is still going when the signal comes,
+// fastConf is the same without the limit, for the --resume.
+type interruptCampaign struct {
+	dir, list, tmpl    string
+	slowConf, fastConf string
+	srv                *sink.Server
+	addr               string
+	emails             []string
+}
+
+func newInterruptCampaign(t *testing.T, n, connLimit int, slow map[int]int) *interruptCampaign {
+	t.Helper()
+	c := &interruptCampaign{dir: t.TempDir()}
+	c.srv, c.addr = startSink(t, sink.Config{Record: true, Latency: 2 * time.Millisecond})
+	c.list = filepath.Join(c.dir, "big.csv")
+	c.emails = bigList(t, c.list, n, slow)
+	c.tmpl = writeFile(t, filepath.Join(c.dir, "t.eml"), interruptTemplate)
+	c.slowConf = writeFile(t, filepath.Join(c.dir, "slow.toml"), fmt.Sprintf(
+		"[default]\nconnection_limit = %d\nmax_message_rate = \"300/s\"\nenable_tls = \"disabled\"\n", connLimit))
+	c.fastConf = writeFile(t, filepath.Join(c.dir, "fast.toml"), fmt.Sprintf(
+		"[default]\nconnection_limit = %d\nenable_tls = \"disabled\"\n", connLimit))
+	return c
+}
+
+// replay reads the interrupted run's journal (after names the interruption
+// in failures) and fails on a torn tail.
+func (c *interruptCampaign) replay(t *testing.T, after string) *journal.Snapshot {
+	t.Helper()
+	snap, err := journal.Replay(filepath.Join(c.dir, "big.journal"), journal.Fingerprint(c.list, []byte(interruptTemplate)))
+	if err != nil {
+		t.Fatalf("journal after %s: %v", after, err)
+	}
+	if snap.Dropped != 0 {
+		t.Errorf("journal after %s: %d bytes of torn tail", after, snap.Dropped)
+	}
+	return snap
+}
+
 // TestInterruptGraceful sends SIGINT once in the middle of a rate-limited
 // 3,000-recipient run. The process must stop within a few seconds with exit
 // code 3 (recipients remain; README: "finished with recipients still
@@ -364,18 +396,11 @@ const interruptTemplate = "From: news@example.com\r\nTo: {{email}}\r\nSubject: h
 // leaves nothing unacknowledged, no message accepted twice.
 func TestInterruptGraceful(t *testing.T) {
 	const n, connLimit = 3000, 10
-	dir := t.TempDir()
-	srv, addr := startSink(t, sink.Config{Record: true, Latency: 2 * time.Millisecond})
-	list := filepath.Join(dir, "big.csv")
-	emails := bigList(t, list, n, nil)
-	tmpl := writeFile(t, filepath.Join(dir, "t.eml"), interruptTemplate)
-	slowConf := writeFile(t, filepath.Join(dir, "slow.toml"), fmt.Sprintf(
-		"[default]\nconnection_limit = %d\nmax_message_rate = \"300/s\"\nenable_tls = \"disabled\"\n", connLimit))
-	fastConf := writeFile(t, filepath.Join(dir, "fast.toml"), fmt.Sprintf(
-		"[default]\nconnection_limit = %d\nenable_tls = \"disabled\"\n", connLimit))
-	args := []string{"send", "--list", list, "--template", tmpl, "--route", "*=" + addr, "--progress", "off", "--linger", "1s"}
+	c := newInterruptCampaign(t, n, connLimit, nil)
+	dir, srv, list, emails := c.dir, c.srv, c.list, c.emails
+	args := []string{"send", "--list", list, "--template", c.tmpl, "--route", "*=" + c.addr, "--progress", "off", "--linger", "1s"}
 
-	p := startSpate(t, dir, append(args[:len(args):len(args)], "--config", slowConf)...)
+	p := startSpate(t, dir, append(args[:len(args):len(args)], "--config", c.slowConf)...)
 	if !waitFor(p, 20*time.Second, func() bool { return srv.Messages() >= 300 }) {
 		r := p.wait(t, time.Second)
 		t.Fatalf("the run did not reach 300 messages (sink %d) while running\n%s\n%s", srv.Messages(), r.stdout, r.stderr)
@@ -407,14 +432,7 @@ func TestInterruptGraceful(t *testing.T) {
 	// The journal: intact, and delivered exactly for the rows the sink took.
 	counts := map[string]int{}
 	countAddrs(counts, srv.Received())
-	fp := journal.Fingerprint(list, []byte(interruptTemplate))
-	snap, err := journal.Replay(filepath.Join(dir, "big.journal"), fp)
-	if err != nil {
-		t.Fatalf("journal after SIGINT: %v", err)
-	}
-	if snap.Dropped != 0 {
-		t.Errorf("journal after SIGINT: %d bytes of torn tail", snap.Dropped)
-	}
+	snap := c.replay(t, "SIGINT")
 	final := 0
 	for row, e := range emails {
 		rec, ok := snap.Get(row)
@@ -446,7 +464,7 @@ func TestInterruptGraceful(t *testing.T) {
 	}
 
 	// --resume (without the rate limit) finishes the campaign.
-	r = runSpate(t, dir, 30*time.Second, append(args[:len(args):len(args)], "--config", fastConf, "--resume")...)
+	r = runSpate(t, dir, 30*time.Second, append(args[:len(args):len(args)], "--config", c.fastConf, "--resume")...)
 	if r.code != exitOK {
 		t.Fatalf("resume: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -512,22 +530,15 @@ func checkCompleted(t *testing.T, list string, emails []string, a, b []sink.Rece
 // at most two per connection.
 func TestInterruptTwice(t *testing.T) {
 	const n, connLimit = 3000, 10
-	dir := t.TempDir()
-	srv, addr := startSink(t, sink.Config{Record: true, Latency: 2 * time.Millisecond})
-	list := filepath.Join(dir, "big.csv")
 	slow := map[int]int{}
 	for i := 30; i <= 150; i += 30 {
 		slow[i] = 6000
 	}
-	emails := bigList(t, list, n, slow)
-	tmpl := writeFile(t, filepath.Join(dir, "t.eml"), interruptTemplate)
-	slowConf := writeFile(t, filepath.Join(dir, "slow.toml"), fmt.Sprintf(
-		"[default]\nconnection_limit = %d\nmax_message_rate = \"300/s\"\nenable_tls = \"disabled\"\n", connLimit))
-	fastConf := writeFile(t, filepath.Join(dir, "fast.toml"), fmt.Sprintf(
-		"[default]\nconnection_limit = %d\nenable_tls = \"disabled\"\n", connLimit))
-	args := []string{"send", "--list", list, "--template", tmpl, "--progress", "off", "--linger", "1s"}
+	c := newInterruptCampaign(t, n, connLimit, slow)
+	dir, srv, list, emails := c.dir, c.srv, c.list, c.emails
+	args := []string{"send", "--list", list, "--template", c.tmpl, "--progress", "off", "--linger", "1s"}
 
-	p := startSpate(t, dir, append(args[:len(args):len(args)], "--config", slowConf, "--route", "*="+addr)...)
+	p := startSpate(t, dir, append(args[:len(args):len(args)], "--config", c.slowConf, "--route", "*="+c.addr)...)
 	if !waitFor(p, 20*time.Second, func() bool { return srv.Messages() >= 300 }) || !p.running() {
 		r := p.wait(t, 10*time.Second)
 		t.Fatalf("the run did not reach 300 messages while running (sink %d)\n%s\n%s", srv.Messages(), r.stdout, r.stderr)
@@ -562,13 +573,7 @@ func TestInterruptTwice(t *testing.T) {
 	if r.code != exitDeferred {
 		t.Errorf("aborted run: exit %d, want %d (recipients remain for --resume)\n%s\n%s", r.code, exitDeferred, r.stdout, r.stderr)
 	}
-	snap, err := journal.Replay(filepath.Join(dir, "big.journal"), journal.Fingerprint(list, []byte(interruptTemplate)))
-	if err != nil {
-		t.Fatalf("journal after abort: %v", err)
-	}
-	if snap.Dropped != 0 {
-		t.Errorf("journal after abort: %d bytes of torn tail", snap.Dropped)
-	}
+	snap := c.replay(t, "abort")
 	for row, e := range emails {
 		if rec, ok := snap.Get(row); ok && rec.State == journal.StateDelivered && strings.HasPrefix(e, "slow-") {
 			// Delivered needs the 250, which the sink holds back 6 s.
@@ -583,7 +588,7 @@ func TestInterruptTwice(t *testing.T) {
 	be := &gsBackend{}
 	gsAddr := startGoSMTP(t, be)
 	sinkAtResume := srv.Messages()
-	r = runSpate(t, dir, 30*time.Second, append(args[:len(args):len(args)], "--config", fastConf, "--route", "*="+gsAddr, "--resume")...)
+	r = runSpate(t, dir, 30*time.Second, append(args[:len(args):len(args)], "--config", c.fastConf, "--route", "*="+gsAddr, "--resume")...)
 	if r.code != exitOK {
 		t.Fatalf("resume: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}

@@ -83,8 +83,22 @@ func runSpate(t *testing.T, dir string, limit time.Duration, args ...string) res
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
 	if ctx.Err() != nil {
-		t.Fatalf("spate %s: still running after %v (killed)\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), limit, r.stdout, r.stderr)
+		failKilled(t, args, limit, r)
 	}
+	return exited(t, args, err, r)
+}
+
+// failKilled fails the test for a run that was killed after limit.
+func failKilled(t *testing.T, args []string, limit time.Duration, r result) {
+	t.Helper()
+	t.Fatalf("spate %s: still running after %v (killed)\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), limit, r.stdout, r.stderr)
+}
+
+// exited completes r from the error Wait returned: the exit code, or a
+// failed test if the process did not exit by itself; then it checks the
+// output for a crash.
+func exited(t *testing.T, args []string, err error, r result) result {
+	t.Helper()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
