@@ -18,9 +18,12 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# The README's test command: vet, format check, the race-enabled test suite.
+# The README's test command: vet, format check, the race-enabled test suite,
+# then the allocation tests without -race (the race detector makes sync.Pool
+# drop items, so under -race they can only log).
 test: vet fmt-check
 	$(GO) test -race -timeout 30m -count=1 $(PKGS)
+	$(GO) test -count=1 -run 'Allocs|Footprint' ./codec/... ./engine/... ./scheduler/...
 
 # Micro-benchmarks (allocations and ns/op beside their standard-library baselines),
 # then the bench harness scenarios with their markdown report and chart.
