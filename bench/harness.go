@@ -484,7 +484,7 @@ func pollHWM(pid int, stop <-chan struct{}, out chan<- int64) {
 	defer t.Stop()
 	for {
 		if b, err := os.ReadFile(path); err == nil {
-			peak = max(peak, parseHWM(b))
+			peak = max(peak, peers.ParseHWM(b))
 		}
 		select {
 		case <-stop:
@@ -493,20 +493,6 @@ func pollHWM(pid int, stop <-chan struct{}, out chan<- int64) {
 		case <-t.C:
 		}
 	}
-}
-
-// parseHWM returns VmHWM in bytes from a /proc/<pid>/status text (0 = absent).
-func parseHWM(status []byte) int64 {
-	for _, line := range bytes.Split(status, []byte("\n")) {
-		if rest, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
-			f := bytes.Fields(rest)
-			if len(f) >= 1 {
-				kb, _ := strconv.ParseInt(string(f[0]), 10, 64)
-				return kb * 1024
-			}
-		}
-	}
-	return 0
 }
 
 func parsePeerJSON(out []byte, r *Result) error {

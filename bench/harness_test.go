@@ -266,10 +266,10 @@ func TestRunNotesShortRuns(t *testing.T) {
 
 func TestParseHWM(t *testing.T) {
 	st := []byte("Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n")
-	if got := parseHWM(st); got != 1234*1024 {
+	if got := peers.ParseHWM(st); got != 1234*1024 {
 		t.Fatalf("got %d; want %d", got, 1234*1024)
 	}
-	if got := parseHWM([]byte("Name:\tzombie\nState:\tZ\n")); got != 0 {
+	if got := peers.ParseHWM([]byte("Name:\tzombie\nState:\tZ\n")); got != 0 {
 		t.Fatalf("zombie: got %d; want 0", got)
 	}
 }

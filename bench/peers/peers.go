@@ -14,6 +14,7 @@
 package peers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -198,10 +199,15 @@ func selfHWM() int64 {
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				kb, _ := strconv.ParseInt(f[0], 10, 64)
+	return ParseHWM(b)
+}
+
+// ParseHWM returns VmHWM in bytes from a /proc/<pid>/status text (0 = absent).
+func ParseHWM(status []byte) int64 {
+	for _, line := range bytes.Split(status, []byte("\n")) {
+		if rest, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			if f := bytes.Fields(rest); len(f) > 0 {
+				kb, _ := strconv.ParseInt(string(f[0]), 10, 64)
 				return kb * 1024
 			}
 		}
