@@ -1,6 +1,9 @@
 package codec
 
-import "bytes"
+import (
+	"bytes"
+	"slices"
+)
 
 // stuffState is where a Stuffer stands in the data stream.
 type stuffState uint8
@@ -92,33 +95,14 @@ func (s *Stuffer) Finish(dst []byte) []byte {
 
 // appendUnstuffed appends the content of dot-stuffed DATA segments to dst:
 // it drops the doubled dot at the start of each line and stops at the
-// end-of-data line. Segments must be CRLF-canonical (Message.Segs are).
+// end-of-data line. Segments must be CRLF-canonical (Message.Segs are). It
+// copies the runs AppendUnstuffedSegs finds.
 func appendUnstuffed(dst []byte, segs [][]byte) []byte {
-	lineStart, dropped := true, false
-	for _, seg := range segs {
-		for len(seg) > 0 {
-			if dropped {
-				if seg[0] == '\r' {
-					return dst // ".\r\n": end of data
-				}
-				dropped = false
-			}
-			if lineStart {
-				lineStart = false
-				if seg[0] == '.' {
-					seg, dropped = seg[1:], true
-					continue
-				}
-			}
-			nl := bytes.IndexByte(seg, '\n')
-			if nl < 0 {
-				dst = append(dst, seg...)
-				break
-			}
-			dst = append(dst, seg[:nl+1]...)
-			seg = seg[nl+1:]
-			lineStart = true
-		}
+	var scratch [64][]byte // on the stack; a longer list grows on the heap
+	runs, n := AppendUnstuffedSegs(scratch[:0], segs)
+	dst = slices.Grow(dst, n)
+	for _, r := range runs {
+		dst = append(dst, r...)
 	}
 	return dst
 }
@@ -152,7 +136,6 @@ func AppendUnstuffedSegs(dst [][]byte, segs [][]byte) ([][]byte, int) {
 				seg, dropped, lineStart = seg[1:], true, false
 				continue
 			}
-			lineStart = false
 			i := bytes.Index(seg, nlDot)
 			if i < 0 {
 				dst = append(dst, seg)

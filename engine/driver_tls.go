@@ -337,9 +337,6 @@ func (g *goConn) run(rest []byte, implicit bool) {
 			closeErr = ErrEngineClosed
 		}
 		d.retry = s.RetryPlain() && e.state.Load() == engRunning
-		if errors.Is(closeErr, ErrOutOfStep) {
-			e.noChunk.Store(d.dial.Host, struct{}{}) // DATA from now on
-		}
 		e.st.open.Add(-1)
 		e.st.closed.Add(1)
 		s.Closed(closeErr, now)

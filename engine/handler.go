@@ -284,9 +284,6 @@ func (l *drvLoop) OnClose(c gnet.Conn, err error) gnet.Action {
 		d.tls.close()
 	}
 	d.retry = d.s.RetryPlain() && e.state.Load() == engRunning
-	if errors.Is(err, ErrOutOfStep) {
-		e.noChunk.Store(d.dial.Host, struct{}{}) // DATA from now on
-	}
 	e.st.open.Add(-1)
 	e.st.closed.Add(1)
 	d.s.Closed(err, now)
@@ -352,8 +349,13 @@ func (d *drvConn) Outcome(env *Envelope, i int, o Outcome) { d.e.cfg.Reporter.Ou
 func (d *drvConn) Done(env *Envelope) { d.e.cfg.Reporter.Done(env) }
 
 // ConnClosed forwards to the engine's Reporter unless the connection is
-// being replaced by a plaintext redial.
+// being replaced by a plaintext redial. A session that ended out of step
+// with a BDAT pipeline makes later connections to its host use DATA
+// (newConn).
 func (d *drvConn) ConnClosed(c ConnInfo, err error) {
+	if errors.Is(err, ErrOutOfStep) {
+		d.e.noChunk.Store(d.dial.Host, struct{}{})
+	}
 	if d.retry {
 		return
 	}

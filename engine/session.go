@@ -106,14 +106,12 @@ const (
 // txn is one transaction in flight.
 type txn struct {
 	env      *Envelope
-	rc       []uint8 // per recipient: rcpt*; rcIn when it fits
+	rc       []uint8 // per recipient: rcpt*; rcIn until a larger one is needed
 	rcIn     [8]uint8
 	n        int // recipients sent (≤ MaxRcpts)
 	next     int // without pipelining: next recipient to send
 	accepted int
-	failed   bool // MAIL refused, or aborted after a wrong 354
-	bodySent bool
-	chunked  bool  // the body went out with BDAT LAST: CmdBody is its reply
+	failed   bool  // MAIL refused, or aborted after a wrong 354
 	slot     uint8 // 1 + index in Session.txs (expect.t)
 }
 
@@ -419,8 +417,8 @@ func (s *Session) onReply(r codec.Reply, now int64) error {
 	case codec.CmdData:
 		return s.onData(s.txnOf(e), r, now)
 	case codec.CmdBody:
-		if t := s.txnOf(e); t.chunked {
-			return s.onBDAT(t, r, now)
+		if s.chunk { // fixed once EHLO is answered, before any transaction
+			return s.onBDAT(s.txnOf(e), r, now)
 		}
 		return s.onBody(s.txnOf(e), r, now)
 	case codec.CmdRset, codec.CmdNoop:
@@ -526,6 +524,7 @@ func (s *Session) setSlots(ts []txn) {
 	}
 	for i := range ts {
 		ts[i].slot = uint8(i + 1)
+		ts[i].rc = ts[i].rcIn[:0]
 	}
 	s.txs = ts
 }
@@ -670,16 +669,12 @@ func (s *Session) take(now int64) bool {
 		}
 		t.env = env
 		s.inflight++
-		switch {
-		case len(env.Rcpts) <= len(t.rcIn):
-			t.rc = t.rcIn[:len(env.Rcpts)]
-		case cap(t.rc) < len(env.Rcpts): // also when rc was rcIn
+		if cap(t.rc) < len(env.Rcpts) {
 			t.rc = make([]uint8, len(env.Rcpts))
-		default:
-			t.rc = t.rc[:len(env.Rcpts)]
 		}
+		t.rc = t.rc[:len(env.Rcpts)]
 		clear(t.rc)
-		t.n, t.next, t.accepted, t.failed, t.bodySent, t.chunked = min(len(env.Rcpts), s.maxRcpts), 0, 0, false, false, false
+		t.n, t.next, t.accepted, t.failed = min(len(env.Rcpts), s.maxRcpts), 0, 0, false
 		size := env.Size
 		if size == 0 && env.Body != nil {
 			size = env.Body.Len()
@@ -752,7 +747,6 @@ func (s *Session) sendBDAT(t *txn) {
 	w.out[at] = w.cmd[start:len(w.cmd):len(w.cmd)]
 	w.mark = len(w.cmd)
 	s.wbody += n
-	t.bodySent, t.chunked = true, true
 	s.push(codec.CmdBody, t, 0)
 }
 
@@ -837,18 +831,16 @@ func (s *Session) onData(t *txn, r codec.Reply, now int64) error {
 		s.rset(now)
 		return nil
 	}
-	s.seal()
+	w := s.borrow()
+	w.seal()
 	if t.accepted == 0 || t.failed {
 		// The server wrongly accepted DATA: send an empty message, fail it.
 		t.failed = true
-		w := s.borrow()
 		w.cmd = append(w.cmd, ".\r\n"...)
 		s.push(codec.CmdBody, t, 0)
 		return nil
 	}
-	w := s.borrow()
 	w.out = append(w.out, t.env.Body.Segs...)
-	t.bodySent = true
 	s.push(codec.CmdBody, t, 0)
 	s.state = StateBody
 	// RFC 2920: the next transaction goes out with the final dot.
@@ -868,12 +860,7 @@ func (s *Session) onBody(t *txn, r codec.Reply, now int64) error {
 		s.rset(now)
 		return nil
 	}
-	if r.Class() == 2 {
-		s.info.Delivered++
-		s.finish(t, ResultDelivered, r.Code, r.Enhanced, "", false)
-	} else {
-		s.finish(t, resultOf(r), r.Code, r.Enhanced, r.Text(), false)
-	}
+	s.final(t, r)
 	if s.qn == 0 {
 		s.idle(now)
 	} else if s.state == StateBody {
@@ -883,6 +870,16 @@ func (s *Session) onBody(t *txn, r codec.Reply, now int64) error {
 		}
 	}
 	return nil
+}
+
+// final finishes t with the reply to its body (final dot or BDAT LAST).
+func (s *Session) final(t *txn, r codec.Reply) {
+	if r.Class() == 2 {
+		s.info.Delivered++
+		s.finish(t, ResultDelivered, r.Code, r.Enhanced, "", false)
+		return
+	}
+	s.finish(t, resultOf(r), r.Code, r.Enhanced, r.Text(), false)
 }
 
 // onBDAT handles the reply to BDAT LAST: the transaction's final reply.
@@ -897,11 +894,8 @@ func (s *Session) onBDAT(t *txn, r codec.Reply, now int64) error {
 		return s.outOfStep(t, codec.CmdBody, r)
 	case !live:
 		s.finish(t, ResultNone, 0, codec.EnhancedCode{}, "", false)
-	case r.Class() == 2:
-		s.info.Delivered++
-		s.finish(t, ResultDelivered, r.Code, r.Enhanced, "", false)
 	default:
-		s.finish(t, resultOf(r), r.Code, r.Enhanced, r.Text(), false)
+		s.final(t, r)
 	}
 	switch {
 	case s.qn == 0 && !live:
@@ -1103,14 +1097,8 @@ func resultOf(r codec.Reply) Result {
 	return ResultDeferred
 }
 
-// seal moves pending command bytes into out before a body is appended.
-func (s *Session) seal() {
-	if s.w != nil {
-		s.w.seal()
-	}
-}
-
-// seal appends the command bytes not yet in out to out.
+// seal appends the command bytes not yet in out to out (before a body is
+// appended, and by Output).
 func (w *wbuf) seal() {
 	if len(w.cmd) > w.mark {
 		w.out = append(w.out, w.cmd[w.mark:len(w.cmd):len(w.cmd)])

@@ -57,7 +57,6 @@ type session struct {
 	chunkLeft int64         // octets of the current BDAT chunk still to read
 	chunkLast bool          // the current chunk is BDAT ... LAST
 	chunkFail string        // reply to the current chunk when it is refused ("" = accept)
-	chunked   bool          // the transaction's body came with BDAT (recorded as is)
 	bdatOpen  bool          // a BDAT chunk without LAST was accepted: DATA is out of sequence
 	delay     time.Duration // largest slow delay of the current batch
 	replies   [6]int64      // replies by class in the current batch
@@ -85,7 +84,6 @@ func (s *session) resetTxn() {
 	s.data = s.data[:0]
 	s.tooBig = false
 	s.chunkFail = ""
-	s.chunked = false
 	s.bdatOpen = false
 }
 
@@ -333,14 +331,14 @@ func (s *session) body(in []byte) (used int, done bool) {
 			s.match = 0
 		}
 		if s.match == len(term) {
-			s.keep(in[:i])
+			s.keep(in[:i], len(term))
 			return i, true
 		}
 	}
 	if s.match == 0 {
 		if j := bytes.Index(in[i:], []byte(term)); j >= 0 {
 			end := i + j + len(term)
-			s.keep(in[:end])
+			s.keep(in[:end], len(term))
 			return end, true
 		}
 		// Carry the longest tail that begins the terminator.
@@ -351,13 +349,15 @@ func (s *session) body(in []byte) (used int, done bool) {
 			}
 		}
 	}
-	s.keep(in)
+	s.keep(in, len(term))
 	return len(in), false
 }
 
-func (s *session) keep(b []byte) {
+// keep counts body octets and records them. Beyond the size limit plus
+// slack (octets of framing: DATA's "\r\n.\r\n") the message is too big.
+func (s *session) keep(b []byte, slack int) {
 	s.dataLen += int64(len(b))
-	if s.srv.maxSize > 0 && s.dataLen > s.srv.maxSize+5 {
+	if s.srv.maxSize > 0 && s.dataLen > s.srv.maxSize+int64(slack) {
 		s.tooBig = true
 	}
 	if s.srv.recording && !s.tooBig {
@@ -400,15 +400,8 @@ func (s *session) bdat(arg, out []byte) ([]byte, action) {
 // chunkBytes takes octets of the current chunk.
 func (s *session) chunkBytes(b []byte) {
 	s.chunkLeft -= int64(len(b))
-	if s.chunkFail != "" {
-		return
-	}
-	s.dataLen += int64(len(b))
-	if s.srv.maxSize > 0 && s.dataLen > s.srv.maxSize {
-		s.tooBig = true
-	}
-	if s.srv.recording && !s.tooBig {
-		s.data = append(s.data, b...)
+	if s.chunkFail == "" {
+		s.keep(b, 0)
 	}
 }
 
@@ -436,8 +429,7 @@ func (s *session) endChunk(out []byte) []byte {
 		s.bdatOpen = true
 		return s.reply(out, "250 2.0.0 Chunk received\r\n")
 	}
-	s.chunked = true
-	s.srv.delivered(s)
+	s.srv.delivered(s, false)
 	s.resetTxn()
 	return s.reply(out, "250 2.0.0 Ok: queued\r\n")
 }
@@ -449,7 +441,7 @@ func (s *session) endData(out []byte) []byte {
 		s.resetTxn()
 		return s.reply(out, "552 5.3.4 Message size exceeds fixed limit\r\n")
 	}
-	s.srv.delivered(s)
+	s.srv.delivered(s, true)
 	s.resetTxn()
 	return s.reply(out, "250 2.0.0 Ok: queued\r\n")
 }

@@ -323,9 +323,9 @@ func (s *Server) flushReplies(ss *session) {
 	}
 }
 
-// delivered accounts for an accepted message; extra is the batch delay
-// still to come before the reply is sent.
-func (s *Server) delivered(ss *session) {
+// delivered accounts for an accepted message. stuffed: the body came with DATA
+// (recorded un-stuffed); else with BDAT (recorded as sent).
+func (s *Server) delivered(ss *session, stuffed bool) {
 	s.messages.Add(1)
 	s.recipients.Add(int64(ss.nrcpt))
 	s.bytes.Add(ss.dataLen)
@@ -333,10 +333,10 @@ func (s *Server) delivered(ss *session) {
 	var rec *Received
 	if s.recording {
 		r := Received{From: string(ss.from), Source: ss.src}
-		if ss.chunked {
-			r.Data = bytes.Clone(ss.data)
-		} else {
+		if stuffed {
 			r.Data = unstuff(ss.data)
+		} else {
+			r.Data = bytes.Clone(ss.data) // BDAT chunks: as sent
 		}
 		for _, a := range bytes.Split(ss.rcpts[:len(ss.rcpts)-1], []byte{'\n'}) {
 			r.Rcpts = append(r.Rcpts, string(a))
