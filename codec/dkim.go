@@ -120,7 +120,9 @@ func (s *DKIMSigner) Sign(m *Message) error {
 	if len(m.spans) == 0 || m.spans[len(m.spans)-1].static == nil {
 		return errors.New("codec: DKIM Sign needs a rendered message")
 	}
-	m.asm = appendUnstuffed(m.asm[:0], m.Segs)
+	var scratch [64][]byte // on the stack; a longer list grows on the heap
+	runs, n := m.AppendUnstuffed(scratch[:0])
+	m.asm = appendRuns(m.asm[:0], runs, n)
 	opts := s.opts // go-msgauth keeps a pointer while it signs
 	signer, err := dkim.NewSigner(&opts)
 	if err != nil {

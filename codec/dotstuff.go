@@ -100,6 +100,11 @@ func (s *Stuffer) Finish(dst []byte) []byte {
 func appendUnstuffed(dst []byte, segs [][]byte) []byte {
 	var scratch [64][]byte // on the stack; a longer list grows on the heap
 	runs, n := AppendUnstuffedSegs(scratch[:0], segs)
+	return appendRuns(dst, runs, n)
+}
+
+// appendRuns appends the n bytes of runs to dst.
+func appendRuns(dst []byte, runs [][]byte, n int) []byte {
 	dst = slices.Grow(dst, n)
 	for _, r := range runs {
 		dst = append(dst, r...)
@@ -120,34 +125,112 @@ var nlDot = []byte("\n.")
 //
 // A message with no line starting with a dot gives its segments unchanged
 // minus the final ".\r\n"; each stuffed dot splits a segment in two. The
-// cost is one bytes.Index scan per segment.
+// cost is one bytes.Index scan per segment. Message.AppendUnstuffed gives
+// the same result for a rendered Message without scanning its static
+// segments.
 func AppendUnstuffedSegs(dst [][]byte, segs [][]byte) ([][]byte, int) {
-	n := 0
-	lineStart, dropped := true, false
+	u := unstuffer{lineStart: true}
 	for _, seg := range segs {
-		for len(seg) > 0 {
-			switch {
-			case dropped:
-				dropped = false
-				if seg[0] == '\r' {
-					return dst, n // ".\r\n": end of data
-				}
-			case lineStart && seg[0] == '.':
-				seg, dropped, lineStart = seg[1:], true, false
-				continue
-			}
-			i := bytes.Index(seg, nlDot)
-			if i < 0 {
-				dst = append(dst, seg)
-				n += len(seg)
-				lineStart = seg[len(seg)-1] == '\n'
-				break
-			}
-			dst = append(dst, seg[:i+1:i+1])
-			n += i + 1
-			seg = seg[i+1:]
-			lineStart = true
+		if dst = u.scan(dst, seg); u.done {
+			break
 		}
 	}
-	return dst, n
+	return dst, u.n
+}
+
+// unstuffer is the state of an un-stuffing walk over a message's segments
+// (AppendUnstuffedSegs, Message.AppendUnstuffed): the octets appended so
+// far, whether the next byte starts a line, whether the byte before it was
+// a dropped (doubled) dot, and whether the end-of-data line was reached.
+type unstuffer struct {
+	n                        int
+	lineStart, dropped, done bool
+}
+
+// scan appends the un-stuffed runs of seg, found with bytes.Index.
+func (u *unstuffer) scan(dst [][]byte, seg []byte) [][]byte {
+	for len(seg) > 0 {
+		switch {
+		case u.dropped:
+			u.dropped = false
+			if seg[0] == '\r' {
+				u.done = true // ".\r\n": end of data
+				return dst
+			}
+		case u.lineStart && seg[0] == '.':
+			seg, u.dropped, u.lineStart = seg[1:], true, false
+			continue
+		}
+		i := bytes.Index(seg, nlDot)
+		if i < 0 {
+			dst = append(dst, seg)
+			u.n += len(seg)
+			u.lineStart = seg[len(seg)-1] == '\n'
+			break
+		}
+		dst = append(dst, seg[:i+1:i+1])
+		u.n += i + 1
+		seg = seg[i+1:]
+		u.lineStart = true
+	}
+	return dst
+}
+
+// lineDots returns the offsets i >= 1 in seg of the dots that follow a line
+// feed (seg[i-1] == '\n', seg[i] == '.'): the dots that scan drops inside
+// seg whatever state it starts in (only seg[0] depends on what came
+// before). nil when there is none.
+func lineDots(seg []byte) []int32 {
+	var dots []int32
+	for i := 0; ; {
+		j := bytes.Index(seg[i:], nlDot)
+		if j < 0 {
+			return dots
+		}
+		i += j + 1
+		dots = append(dots, int32(i))
+	}
+}
+
+// known appends the un-stuffed runs of seg, whose line-start dots past its
+// first byte are at the offsets dots (lineDots(seg)), without scanning
+// seg: it cuts where scan would, so the runs are identical.
+func (u *unstuffer) known(dst [][]byte, seg []byte, dots []int32) [][]byte {
+	at := 0
+	switch {
+	case u.dropped:
+		u.dropped = false
+		if seg[0] == '\r' {
+			u.done = true
+			return dst
+		}
+	case u.lineStart && seg[0] == '.':
+		if len(seg) == 1 {
+			u.dropped, u.lineStart = true, false
+			return dst
+		}
+		if seg[1] == '\r' {
+			u.done = true
+			return dst
+		}
+		at = 1
+	}
+	for _, d := range dots {
+		i := int(d)
+		dst = append(dst, seg[at:i:i])
+		u.n += i - at
+		if i+1 == len(seg) {
+			u.dropped, u.lineStart = true, false
+			return dst
+		}
+		if seg[i+1] == '\r' {
+			u.done = true
+			return dst
+		}
+		at = i + 1
+	}
+	dst = append(dst, seg[at:])
+	u.n += len(seg) - at
+	u.lineStart = seg[len(seg)-1] == '\n'
+	return dst
 }

@@ -181,6 +181,69 @@ func TestAppendUnstuffedSegsAllocs(t *testing.T) {
 	}
 }
 
+// sameRuns reports whether a and b are the same slices (memory, length and
+// capacity), not only the same bytes.
+func sameRuns(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) || cap(a[i]) != cap(b[i]) || len(a[i]) > 0 && &a[i][0] != &b[i][0] {
+			return false
+		}
+	}
+	return true
+}
+
+// checkKnownRuns: walking segs as static segments whose line-start dots are
+// known (unstuffer.known with lineDots, as Message.AppendUnstuffed walks a
+// template's statics), every one or every other one, gives the very slices
+// AppendUnstuffedSegs finds by scanning.
+func checkKnownRuns(t *testing.T, segs [][]byte) {
+	t.Helper()
+	want, wn := AppendUnstuffedSegs(nil, segs)
+	for mod := 1; mod <= 3; mod++ { // mod 3: every segment scanned
+		u := unstuffer{lineStart: true}
+		var got [][]byte
+		for i, seg := range segs {
+			if i%mod == 0 && len(seg) > 0 {
+				got = u.known(got, seg, lineDots(seg))
+			} else {
+				got = u.scan(got, seg)
+			}
+			if u.done {
+				break
+			}
+		}
+		if !sameRuns(got, want) || u.n != wn {
+			t.Fatalf("%q (known every %d): got %q (n=%d); want %q (n=%d)", segs, mod, got, u.n, want, wn)
+		}
+	}
+}
+
+// TestKnownRuns: the edge cases of a static segment's first byte (after a
+// dropped dot, at a line start) and of dots at its end.
+func TestKnownRuns(t *testing.T) {
+	for _, segs := range [][]string{
+		{".\r\n"},
+		{"a\r\n.", ".b\r\n.", "\r\n"},
+		{"a\r\n", ".", ".b\r\n", "."},
+		{"a\r\n.", "\r\n", "x"},
+		{"..\r\n..\r\n\r\n.\r\n"},
+		{"x\r", "\n..y\r\n", ".\r\n"},
+		{"\n.\n.\n.", "\r\n"},
+		{"a\r\n", ".\r\nb"},
+		{"a\r\n..", "b\r\n.", "..\r\n", ".\r\n"},
+		{"no end\r\n"},
+	} {
+		var bs [][]byte
+		for _, s := range segs {
+			bs = append(bs, []byte(s))
+		}
+		checkKnownRuns(t, bs)
+	}
+}
+
 // FuzzUnstuffedSegs: content stuffed by the Stuffer and cut into segments
 // at fuzzed offsets gives back, without copying, what the copying
 // unstuffer (and the original canonical content) holds.
@@ -205,6 +268,8 @@ func FuzzUnstuffedSegs(f *testing.F) {
 		if !bytes.Equal(flat, want) || n != len(flat) {
 			t.Fatalf("%q cut at %d,%d: got %q (n=%d); want %q", wire, i, j, flat, n, want)
 		}
+		checkKnownRuns(t, segs)
+		checkKnownRuns(t, [][]byte{in[:len(in)/2], in[len(in)/2:]}) // not stuffed
 		if canon := appendCRLF(nil, in); len(canon) > 0 && !bytes.Equal(bytes.TrimSuffix(flat, []byte("\r\n")), bytes.TrimSuffix(canon, []byte("\r\n"))) {
 			t.Fatalf("%q: got %q; want the canonical content %q", in, flat, canon)
 		}

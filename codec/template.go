@@ -86,8 +86,9 @@ type op struct {
 	// (up to the first CRLF), of the last line, and whether there is a CRLF.
 	first, last int
 	multi       bool
-	qp          bool // static of a quoted-printable body: may need a soft break before it
-	leadDot     bool // static starts with a '.' left unstuffed (it follows a body hole)
+	qp          bool    // static of a quoted-printable body: may need a soft break before it
+	leadDot     bool    // static starts with a '.' left unstuffed (it follows a body hole)
+	dots        []int32 // static: lineDots(static), for Message.AppendUnstuffed
 
 	col     int  // hole: index into the values
 	html    bool // hole: HTML-escape the value
@@ -234,7 +235,7 @@ func (t *Template) Render(m *Message, values []string, extraHeaders []byte) erro
 				m.buf.B = append(m.buf.B, o.static...)
 				m.addDynamic(off)
 			} else {
-				m.addStatic(o.static)
+				m.addStatic(o.static, o.dots)
 			}
 			if o.multi {
 				col = o.last
@@ -308,7 +309,7 @@ func (t *Template) Render(m *Message, values []string, extraHeaders []byte) erro
 		m.addDynamic(off)
 		rawPrev = o.kind == holeText
 	}
-	m.addStatic(dataEnd)
+	m.addStatic(dataEnd, nil) // lineDots(dataEnd) is nil
 	m.build()
 	return nil
 }
@@ -560,7 +561,7 @@ func (c *compiler) flush() {
 	if len(c.pend) == 0 {
 		return
 	}
-	o := op{static: c.pend, qp: c.pendQP, leadDot: c.pendDot}
+	o := op{static: c.pend, qp: c.pendQP, leadDot: c.pendDot, dots: lineDots(c.pend)}
 	o.first = len(o.static)
 	if i := bytes.Index(o.static, []byte("\r\n")); i >= 0 {
 		o.first, o.multi = i, true

@@ -28,10 +28,13 @@ type Message struct {
 	asm   []byte // scratch: a base64 part's decoded content; DKIM input
 }
 
-// span is one segment before Segs is built: a static slice, or n bytes at off
-// in the pooled buffer (sliced only once the buffer has stopped growing).
+// span is one segment before Segs is built: a static slice with the offsets
+// of its line-start dots (lineDots, found when the template was compiled),
+// or n bytes at off in the pooled buffer (sliced only once the buffer has
+// stopped growing).
 type span struct {
 	static []byte
+	dots   []int32
 	off, n int
 }
 
@@ -72,10 +75,10 @@ func (m *Message) reset() {
 	}
 }
 
-// addStatic appends a static segment.
-func (m *Message) addStatic(b []byte) {
+// addStatic appends a static segment; dots must be lineDots(b).
+func (m *Message) addStatic(b []byte, dots []int32) {
 	if len(b) > 0 {
-		m.spans = append(m.spans, span{static: b})
+		m.spans = append(m.spans, span{static: b, dots: dots})
 	}
 }
 
@@ -94,6 +97,31 @@ func (m *Message) addDynamic(off int) {
 		return
 	}
 	m.spans = append(m.spans, span{off: off, n: n})
+}
+
+// AppendUnstuffed appends to dst the content of m as BDAT (RFC 3030)
+// carries it and returns the extended list and the number of octets added:
+// exactly what AppendUnstuffedSegs(dst, m.Segs) returns, the same slices.
+// The line-start dots of the template's static segments were found when it
+// was compiled, so only the per-recipient bytes (and a segment that is not
+// the static one Render put there) are scanned: the cost is in the number
+// of segments, doubled dots and merge-value bytes, not in the body size.
+func (m *Message) AppendUnstuffed(dst [][]byte) ([][]byte, int) {
+	if len(m.Segs) != len(m.spans) {
+		return AppendUnstuffedSegs(dst, m.Segs) // Segs set or re-sliced by hand
+	}
+	u := unstuffer{lineStart: true}
+	for i, seg := range m.Segs {
+		if s := m.spans[i].static; len(seg) > 0 && len(seg) == len(s) && &seg[0] == &s[0] {
+			dst = u.known(dst, seg, m.spans[i].dots)
+		} else {
+			dst = u.scan(dst, seg)
+		}
+		if u.done {
+			break
+		}
+	}
+	return dst, u.n
 }
 
 // build turns the spans into Segs, once the buffer no longer grows.

@@ -36,6 +36,7 @@ func FuzzRender(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		checkMessageUnstuffed(t, m)
 		var b strings.Builder
 		for _, s := range m.Segs {
 			b.Write(s)

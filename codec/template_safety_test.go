@@ -290,6 +290,20 @@ func TestRenderLeadDot(t *testing.T) {
 			t.Errorf("#%d: got %q; want %q", i, got, want)
 		}
 	}
+	// A static past mergeBelow stays a static segment: its leading dot is
+	// the Render-time one, its inner ones were stuffed at compile time
+	// (renderString checks Message.AppendUnstuffed on each).
+	long := ".static\r\n." + strings.Repeat("x", mergeBelow) + "\r\n.\r\nend\r\n."
+	tp, err = CompileTemplate([]byte("Subject: x\r\n\r\n{{a}}"+long), []string{"a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"", "x", "x\r\n", ".", "\r\n."} {
+		got := renderString(t, tp, []string{a}, "")
+		if content := unstuff(t, got); !strings.HasSuffix(content, "\r\n.\r\nend\r\n.\r\n") {
+			t.Errorf("%q: content %q", a, content)
+		}
+	}
 }
 
 func TestHeaderValues(t *testing.T) {

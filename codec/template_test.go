@@ -42,6 +42,7 @@ func renderString(t testing.TB, tp *Template, values []string, extra string) str
 	if b.Len() != m.Len() {
 		t.Fatalf("Len() = %d; segments hold %d bytes", m.Len(), b.Len())
 	}
+	checkMessageUnstuffed(t, m)
 	return b.String()
 }
 
@@ -159,6 +160,28 @@ func TestQPLines(t *testing.T) {
 	}
 }
 
+// checkMessageUnstuffed: Message.AppendUnstuffed, which does not scan the
+// static segments, returns the very slices AppendUnstuffedSegs finds in
+// m.Segs, and so does it once m.Segs no longer match the spans.
+func checkMessageUnstuffed(t testing.TB, m *Message) {
+	t.Helper()
+	want, wn := AppendUnstuffedSegs(nil, m.Segs)
+	got, n := m.AppendUnstuffed(nil)
+	if !sameRuns(got, want) || n != wn {
+		t.Fatalf("Message.AppendUnstuffed: got %q (n=%d); want %q (n=%d)", got, n, want, wn)
+	}
+	if len(m.Segs) > 1 { // a re-sliced list: scanned as any segments
+		segs := m.Segs
+		m.Segs = segs[1:]
+		want, wn = AppendUnstuffedSegs(nil, m.Segs)
+		got, n = m.AppendUnstuffed(nil)
+		m.Segs = segs
+		if !sameRuns(got, want) || n != wn {
+			t.Fatalf("Message.AppendUnstuffed, re-sliced: got %q (n=%d); want %q (n=%d)", got, n, want, wn)
+		}
+	}
+}
+
 func TestNewsletterSegments(t *testing.T) {
 	tp := loadNewsletter(t)
 	m := AcquireMessage()
@@ -187,4 +210,5 @@ func TestNewsletterSegments(t *testing.T) {
 		t.Errorf("only %d of %d bytes are shared static segments", static, m.Len())
 	}
 	t.Logf("%d segments, %d bytes, %d static", len(m.Segs), m.Len(), static)
+	checkMessageUnstuffed(t, m)
 }

@@ -236,3 +236,33 @@ func BenchmarkDKIMSignMsgauth(b *testing.B) {
 		})
 	}
 }
+
+// benchUnstuffed measures the BDAT view (un-stuffed slices, no copy) of one
+// rendered ~22 KB newsletter.
+func benchUnstuffed(b *testing.B, view func(m *Message, dst [][]byte) ([][]byte, int)) {
+	tp := loadNewsletter(b)
+	m := AcquireMessage()
+	defer m.Release()
+	if err := tp.Render(m, benchValues, benchExtra); err != nil {
+		b.Fatal(err)
+	}
+	dst := make([][]byte, 0, 256)
+	dst, n := view(m, dst)
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst, _ = view(m, dst[:0])
+	}
+}
+
+// BenchmarkUnstuffedNewsletter: Message.AppendUnstuffed, the static
+// segments' dots found at compile time.
+func BenchmarkUnstuffedNewsletter(b *testing.B) {
+	benchUnstuffed(b, (*Message).AppendUnstuffed)
+}
+
+// BenchmarkUnstuffedSegsNewsletter is the baseline: AppendUnstuffedSegs
+// scans every segment.
+func BenchmarkUnstuffedSegsNewsletter(b *testing.B) {
+	benchUnstuffed(b, func(m *Message, dst [][]byte) ([][]byte, int) { return AppendUnstuffedSegs(dst, m.Segs) })
+}

@@ -733,15 +733,16 @@ func (s *Session) take(now int64) bool {
 
 // sendBDAT appends "BDAT n LAST" and the body, un-stuffed: the slices of
 // the Message's segments without the doubled dots and the end-of-data line
-// (codec.AppendUnstuffedSegs copies nothing). The command line goes in
-// front of the body once n is known.
+// (codec.Message.AppendUnstuffed copies nothing and scans only the
+// per-recipient bytes). The command line goes in front of the body once n
+// is known.
 func (s *Session) sendBDAT(t *txn) {
 	w := s.borrow()
 	w.seal()
 	at := len(w.out)
 	w.out = append(w.out, nil) // the BDAT line, below
 	var n int
-	w.out, n = codec.AppendUnstuffedSegs(w.out, t.env.Body.Segs)
+	w.out, n = t.env.Body.AppendUnstuffed(w.out)
 	start := len(w.cmd)
 	w.cmd = codec.AppendBDAT(w.cmd, n, true)
 	w.out[at] = w.cmd[start:len(w.cmd):len(w.cmd)]

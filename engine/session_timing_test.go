@@ -13,6 +13,7 @@ import (
 type benchFeeder struct {
 	free []*Envelope
 	segs [][]byte
+	tp   *codec.Template
 	size int
 	n    int // envelopes handed out
 	stop int // hand out no more than this (0: unlimited)
@@ -29,10 +30,19 @@ func newBenchFeeder(k int) *benchFeeder {
 	for range 12 {
 		f.segs = append(f.segs, line)
 	}
-	f.segs = append(f.segs, []byte(".\r\n"))
+	var src []byte
 	for _, s := range f.segs {
-		f.size += len(s)
+		src = append(src, s...)
 	}
+	tp, err := codec.CompileTemplate(src, nil)
+	if err != nil {
+		panic(err)
+	}
+	f.tp = tp
+	m := codec.AcquireMessage()
+	tp.Render(m, nil, nil)
+	f.size = m.Len()
+	m.Release()
 	for range k {
 		f.free = append(f.free, &Envelope{From: "a@s.test", Rcpts: []string{"b@r.test"}})
 	}
@@ -46,7 +56,7 @@ func (f *benchFeeder) Next(c ConnInfo, now time.Time) *Envelope {
 	env := f.free[len(f.free)-1]
 	f.free = f.free[:len(f.free)-1]
 	m := codec.AcquireMessage()
-	m.Segs = append(m.Segs, f.segs...)
+	f.tp.Render(m, nil, nil)
 	env.Body, env.Size = m, f.size
 	f.n++
 	return env
